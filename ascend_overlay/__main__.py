@@ -1,0 +1,5 @@
+import sys
+
+from ascend_overlay.cli import main
+
+sys.exit(main())

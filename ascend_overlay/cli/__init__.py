@@ -1,0 +1,34 @@
+"""``ascend-overlay``: the command line. One module per subcommand; this one only dispatches."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ascend_overlay.cli import catalog_cmd, run_cmd
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ascend-overlay",
+        description="Monkey-patch runtime overlay for stock vLLM: run vLLM with it, see what it patches.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_cmd.add_parser(sub)
+    catalog_cmd.add_parsers(sub)
+    for module_name in ("hotfix_cmd", "check_cmd", "demo_cmd"):
+        try:
+            module = __import__(f"ascend_overlay.cli.{module_name}", fromlist=["add_parser"])
+        except ImportError:
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

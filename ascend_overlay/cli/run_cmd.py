@@ -1,0 +1,64 @@
+"""``ascend-overlay run -- COMMAND``: run any command with the overlay on in every Python process it starts.
+
+It sets ``VLLM_ASCEND_OVERLAY=1`` and puts the overlay's bootstrap directory first on ``PYTHONPATH``,
+then replaces itself with the command (``exec``), so signals and exit codes are the command's own.
+Environment variables are what vLLM's spawned EngineCore and worker processes inherit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import site
+import sys
+from pathlib import Path
+
+import ascend_overlay
+
+
+def bootstrap_dir() -> str:
+    return str(Path(ascend_overlay.__file__).resolve().parent / "bootstrap")
+
+
+def overlay_environment(environ: dict[str, str]) -> dict[str, str]:
+    env = dict(environ)
+    env["VLLM_ASCEND_OVERLAY"] = "1"
+    entries = [bootstrap_dir()]
+    package_parent = str(Path(ascend_overlay.__file__).resolve().parent.parent)
+    site_dirs = {str(Path(p).resolve()) for p in site.getsitepackages() + [site.getusersitepackages()]}
+    if package_parent not in site_dirs:
+        entries.append(package_parent)  # a checkout that is not installed: children must import it too
+    existing = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in entries]
+    env["PYTHONPATH"] = os.pathsep.join(entries + existing)
+    return env
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("ascend-overlay run: give the command to run, e.g. ascend-overlay run -- vllm serve MODEL",
+              file=sys.stderr)
+        return 2
+    env = overlay_environment(dict(os.environ))
+    if args.strict:
+        env["VLLM_ASCEND_OVERLAY_STRICT"] = "1"
+    if args.report:
+        env["VLLM_ASCEND_OVERLAY_REPORT"] = os.path.abspath(args.report)
+    executable = shutil.which(command[0], path=env.get("PATH"))
+    if executable is None:
+        print(f"ascend-overlay run: command not found: {command[0]}", file=sys.stderr)
+        return 127
+    os.execve(executable, command, env)
+    return 0  # not reached
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a command with the overlay active in every process it starts",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--strict", action="store_true", help="fail instead of skipping a broken patch")
+    p.add_argument("--report", metavar="PATH", help="append per-process JSON lines to PATH")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    p.set_defaults(handler=_run)

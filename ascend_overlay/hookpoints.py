@@ -1,0 +1,102 @@
+"""Where the phases are fired from: the overlay's own edits to vLLM's hook points.
+
+These are declared with the same patch model as every other patch (pinned contracts, atomic apply,
+undo), so ``ascend-overlay check`` watches them for upstream drift like any patch. They bind to
+the import of the hook point's module, so they are in place before vLLM can call the hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ascend_overlay.patch import Patch, Phase
+
+_SUPPORTED = ">=0.32"
+_WHY = "the overlay's own hook point"
+
+
+def _fire(phase: Phase) -> None:
+    from ascend_overlay import activation
+
+    overlay = activation.current()
+    if overlay is not None:
+        overlay.fire(phase)
+
+
+def _hook(name: str, why: str) -> Patch:
+    return Patch(name=name, phase=Phase.IMPORT, vllm=_SUPPORTED, why=why, remove_when="never: core hook",
+                 source="overlay")
+
+
+PLATFORM_FROM_PLATFORM = _hook(
+    "hook_platform_pre_register",
+    "platform phase from Platform.pre_register_and_update: vLLM calls it before the config is built "
+    "and before CLI arguments are parsed")
+
+
+@PLATFORM_FROM_PLATFORM.wrap("vllm.platforms.interface:Platform.pre_register_and_update",
+                             contract="(cls, parser=None)")
+def _on_pre_register(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    _fire(Phase.PLATFORM)
+    return wrapped(*args, **kwargs)
+
+
+PLATFORM_FROM_ARGS = _hook(
+    "hook_platform_engine_args",
+    "platform phase from argument parsing and create_engine_config, for platforms that override "
+    "pre_register_and_update without calling the base")
+
+
+@PLATFORM_FROM_ARGS.wrap("vllm.engine.arg_utils:EngineArgs.create_engine_config",
+                         contract="(self, usage_context=None, headless=False)")
+def _on_create_engine_config(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    _fire(Phase.PLATFORM)
+    return wrapped(*args, **kwargs)
+
+
+@PLATFORM_FROM_ARGS.wrap("vllm.engine.arg_utils:AsyncEngineArgs.add_cli_args",
+                         contract="(parser, async_args_only=False)")
+def _on_add_cli_args(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    _fire(Phase.PLATFORM)
+    return wrapped(*args, **kwargs)
+
+
+WORKER = _hook("hook_worker_init",
+               "worker phase from WorkerWrapperBase.init_worker, before the worker class is resolved and built")
+
+
+@WORKER.wrap("vllm.v1.worker.worker_base:WorkerWrapperBase.init_worker", contract="(self, all_kwargs)")
+def _on_init_worker(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    _fire(Phase.WORKER)
+    return wrapped(*args, **kwargs)
+
+
+ENGINE_CORE = _hook(
+    "hook_engine_core_override",
+    "engine_core phase: vLLM has no engine-core class hook, so EngineCoreProc and DPEngineCoreProc "
+    "are overridden by subclasses whose run_engine_core re-activates a spawned child by reference")
+
+_ENGINE_CORE_PIN = ("class(self, vllm_config, local_client, handshake_address, executor_class, log_stats, "
+                    "client_handshake_address=None, tensor_queue=None, *, engine_index=0)")
+_DP_ENGINE_CORE_PIN = ("class(self, vllm_config, local_client, handshake_address, executor_class, log_stats, "
+                       "client_handshake_address=None, tensor_queue=None)")
+
+
+@ENGINE_CORE.replace("vllm.v1.engine.core:EngineCoreProc", contract=_ENGINE_CORE_PIN, factory=True)
+def _engine_core_override(original: type) -> type:
+    from ascend_overlay import engine_core
+
+    return engine_core.overrides()[0]
+
+
+@ENGINE_CORE.replace("vllm.v1.engine.core:DPEngineCoreProc", contract=_DP_ENGINE_CORE_PIN, factory=True)
+def _dp_engine_core_override(original: type) -> type:
+    from ascend_overlay import engine_core
+
+    return engine_core.overrides()[1]
+
+
+HOOK_PATCHES = [PLATFORM_FROM_PLATFORM, PLATFORM_FROM_ARGS, WORKER, ENGINE_CORE]
+
+# The engine-core entry the override relies on (not edited, but its shape matters).
+RELIED_ON = {"vllm.v1.engine.core:EngineCoreProc.run_engine_core": "(*args, dp_rank=0, local_dp_rank=0, **kwargs)"}

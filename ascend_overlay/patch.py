@@ -1,0 +1,203 @@
+"""The declaration of a patch: what it targets, why, when it applies, and the edits it makes.
+
+A patch is data first, so the overlay can decide, report and check it without running it: a patch
+file builds one ``Patch`` named ``PATCH`` and attaches its edits with the ``replace`` and ``wrap``
+decorators. Nothing in a patch file may import vLLM at module level; the overlay loads every patch
+file at start-up, long before vLLM is imported, to know what to hook.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ascend_overlay.errors import PatchDeclarationError
+
+
+class Phase(str, enum.Enum):
+    """When in a vLLM process's life a patch lands (see docs/phases.md)."""
+
+    IMPORT = "import"            # the moment its target module finishes importing, in every process
+    PLATFORM = "platform"        # main process, before the engine config is built
+    ENGINE_CORE = "engine_core"  # EngineCore process, before the engine core object is built
+    WORKER = "worker"            # each worker process, before the worker class is built
+
+
+class EditKind(str, enum.Enum):
+    REPLACE = "replace"  # the target attribute becomes the replacement itself: zero per-call cost
+    WRAP = "wrap"        # the target is wrapped (wrapt); the wrapper sees every call
+
+
+KNOWN_REQUIREMENTS = ("npu", "torch_npu")
+REQUIREMENT_PREFIXES = ("dist:", "patch:")
+
+
+def parse_target(target: str) -> tuple[str, tuple[str, ...]]:
+    """Split ``"pkg.module:Class.attr"`` into the module name and the attribute path."""
+    module, sep, attrs = target.partition(":")
+    path = tuple(attrs.split(".")) if attrs else ()
+    if not sep or not module or not path or not all(p.isidentifier() for p in path) \
+            or not all(p.isidentifier() for p in module.split(".")):
+        raise PatchDeclarationError(
+            f"target {target!r} must be 'package.module:Attribute.path' (module, a colon, then attributes)")
+    return module, path
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One change to one attribute of vLLM."""
+
+    target: str
+    kind: EditKind
+    value: Any = None
+    factory: Callable[[Any], Any] | None = None
+    contract: str | None = None
+    compatible: tuple[str, ...] = ()
+    rebind_aliases: bool = True
+
+    @property
+    def module(self) -> str:
+        return parse_target(self.target)[0]
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return parse_target(self.target)[1]
+
+
+def _as_tuple(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+@dataclass
+class Patch:
+    """A declared change to vLLM, applied atomically in one phase of the processes that need it."""
+
+    name: str
+    phase: Phase | str
+    vllm: str
+    why: str
+    remove_when: str
+    default: bool = True
+    requires: tuple[str, ...] | list[str] | str = ()
+    upstream: str | None = None
+    fixed_in: str | None = None
+    supersedes: tuple[str, ...] | list[str] | str = ()
+    edits: list[Edit] = field(default_factory=list)
+    source: str = "builtin"
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").isalnum() or not self.name[0].isalpha() \
+                or self.name != self.name.lower():
+            raise PatchDeclarationError(
+                f"patch name {self.name!r} must be lower_snake_case letters, digits and underscores")
+        try:
+            self.phase = Phase(self.phase)
+        except ValueError:
+            raise PatchDeclarationError(
+                f"patch {self.name!r}: phase {self.phase!r} is not one of "
+                f"{', '.join(p.value for p in Phase)}") from None
+        from ascend_overlay.vllm_version import parse_specifier, parse_version
+
+        try:
+            parse_specifier(self.vllm)
+        except ValueError as exc:
+            raise PatchDeclarationError(f"patch {self.name!r}: vllm={exc}") from None
+        if self.fixed_in is not None:
+            try:
+                parse_version(self.fixed_in, "fixed_in")
+            except ValueError as exc:
+                raise PatchDeclarationError(f"patch {self.name!r}: {exc}") from None
+        for text, what in ((self.why, "why"), (self.remove_when, "remove_when")):
+            if not isinstance(text, str) or not text.strip():
+                raise PatchDeclarationError(f"patch {self.name!r}: '{what}' must say something")
+        self.requires = _as_tuple(self.requires)
+        self.supersedes = _as_tuple(self.supersedes)
+        for req in self.requires:
+            if req not in KNOWN_REQUIREMENTS and not req.startswith(REQUIREMENT_PREFIXES):
+                raise PatchDeclarationError(
+                    f"patch {self.name!r}: unknown requirement {req!r}; known: "
+                    f"{', '.join(KNOWN_REQUIREMENTS)}, dist:<vllm distribution>, patch:<patch name>")
+
+    # -- declaring edits -------------------------------------------------------------------------
+
+    def replace(self, target: str, *, contract: str | None = None, compatible: tuple[str, ...] = (),
+                factory: bool = False, rebind_aliases: bool = True) -> Callable[[Any], Any]:
+        """Decorator: the decorated object replaces ``target``.
+
+        With ``factory=True`` the decorated callable is called with the original at apply time and
+        returns the replacement (for subclasses of a vLLM class, which cannot exist before vLLM does).
+        """
+        def decorate(obj: Any) -> Any:
+            self._add(Edit(target, EditKind.REPLACE, value=None if factory else obj,
+                           factory=obj if factory else None, contract=contract,
+                           compatible=_as_tuple(compatible), rebind_aliases=rebind_aliases))
+            return obj
+        return decorate
+
+    def replace_value(self, target: str, value: Any, *, contract: str | None = None,
+                      compatible: tuple[str, ...] = (), rebind_aliases: bool = True) -> None:
+        """Replace ``target`` with a plain value (a constant, a module shim)."""
+        self._add(Edit(target, EditKind.REPLACE, value=value, contract=contract,
+                       compatible=_as_tuple(compatible), rebind_aliases=rebind_aliases))
+
+    def wrap(self, target: str, *, contract: str | None = None,
+             compatible: tuple[str, ...] = ()) -> Callable[[Any], Any]:
+        """Decorator: ``wrapper(wrapped, instance, args, kwargs)`` sees every call of ``target``."""
+        def decorate(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+            self._add(Edit(target, EditKind.WRAP, value=wrapper, contract=contract,
+                           compatible=_as_tuple(compatible)))
+            return wrapper
+        return decorate
+
+    def _add(self, edit: Edit) -> None:
+        parse_target(edit.target)
+        if any(e.target == edit.target for e in self.edits):
+            raise PatchDeclarationError(f"patch {self.name!r} edits {edit.target!r} twice")
+        if self.phase is Phase.IMPORT and self.edits and edit.module != self.edits[0].module:
+            raise PatchDeclarationError(
+                f"patch {self.name!r}: an import-phase patch binds to one module; "
+                f"{edit.module!r} differs from {self.edits[0].module!r}")
+        self.edits.append(edit)
+
+    # -- what the catalog shows ----------------------------------------------------------------
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(e.target for e in self.edits)
+
+    @property
+    def kind(self) -> str:
+        kinds = sorted({e.kind.value for e in self.edits})
+        return "+".join(kinds) if kinds else "none"
+
+    @property
+    def import_module(self) -> str | None:
+        """For an import-phase patch, the module whose import triggers it."""
+        return self.edits[0].module if self.phase is Phase.IMPORT and self.edits else None
+
+    def declaration(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "phase": self.phase.value,
+            "vllm": self.vllm,
+            "requires": list(self.requires),
+            "default": "on" if self.default else "off (experimental)",
+            "kind": self.kind,
+            "targets": [
+                {"target": e.target, "kind": e.kind.value, "contract": e.contract,
+                 "compatible": list(e.compatible)} for e in self.edits],
+            "why": self.why,
+            "upstream": self.upstream,
+            "remove_when": self.remove_when,
+            "fixed_in": self.fixed_in,
+            "supersedes": list(self.supersedes),
+            "source": self.source,
+            "file": self.file,
+        }

@@ -1,0 +1,164 @@
+"""The overlay's state in one process: which patches exist, which phases fired, what was applied.
+
+One ``Overlay`` exists per activated process. Phases are fired into it from vLLM's hook points
+(``hookpoints.py``); it decides each patch of the phase (``gate.py``), applies it atomically
+(``applier.py``) and records the outcome (``report.py``). Nothing here raises into vLLM unless
+strict mode was asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ascend_overlay import applier, report
+from ascend_overlay.catalog import Catalog, load_catalog
+from ascend_overlay.errors import OverlayError, PatchApplyError
+from ascend_overlay.gate import decide
+from ascend_overlay.patch import Patch, Phase
+from ascend_overlay.settings import Settings
+from ascend_overlay.vllm_version import installed_vllm_version, vllm_distribution_name
+
+log = logging.getLogger("ascend_overlay")
+
+# Phases after which a process logs its one summary line: each process has exactly one of them.
+ROLE_PHASES = (Phase.PLATFORM, Phase.ENGINE_CORE, Phase.WORKER)
+
+
+class Overlay:
+    def __init__(self, settings: Settings, catalog: Catalog | None = None,
+                 hook_patches: list[Patch] | None = None) -> None:
+        self.settings = settings
+        self.version = installed_vllm_version()
+        self.catalog = catalog if catalog is not None else load_catalog(settings.hotfix_dirs)
+        self.hook_patches = hook_patches or []
+        self.fired: set[str] = set()
+        self.applied: dict[str, applier.AppliedPatch] = {}
+        self.active = True
+        self.report = report.ProcessReport(vllm=str(self.version) if self.version else None,
+                                           vllm_dist=vllm_distribution_name())
+        for problem in self.catalog.problems:
+            self.report.problems.append({"source": problem.source, "path": problem.path, "message": problem.message})
+            self._fail(OverlayError(f"patch refused: {problem.path}: {problem.message}"))
+
+    # -- import phase --------------------------------------------------------------------------
+
+    def arm_import_hooks(self) -> None:
+        """Apply each import-phase patch the moment its module is imported (now, if it already is)."""
+        import wrapt
+
+        for patch in self.hook_patches + self.catalog.for_phase(Phase.IMPORT):
+            if patch.source != "overlay":
+                decision = decide(patch, self.catalog, self.settings, self.version, self.is_applied)
+                if not decision.applies:
+                    self._record(patch, "skipped", decision.reason)
+                    continue
+            self._record(patch, "pending", f"waiting for import of {patch.import_module}")
+            wrapt.register_post_import_hook(self._import_hook_for(patch), patch.import_module)
+
+    def _import_hook_for(self, patch: Patch) -> Any:
+        def on_import(module: Any) -> None:
+            # A hook must never fail the import of a vLLM module, so errors stop here (unless strict).
+            if not self.active:
+                return
+            try:
+                self.apply(patch, decided=True)
+                if self.fired and patch.source != "overlay":
+                    self.emit("import")
+            except Exception as exc:
+                if self.settings.strict:
+                    raise
+                log.error("ascend-overlay: import hook for %s failed: %s", patch.name, exc)
+        return on_import
+
+    # -- phases --------------------------------------------------------------------------------
+
+    def fire(self, phase: Phase | str) -> None:
+        """Apply every patch of ``phase``; at most once per process, whoever calls."""
+        phase = Phase(phase)
+        if phase.value in self.fired or not self.active:
+            return
+        self.fired.add(phase.value)
+        self.report.phases.append(phase.value)
+        for patch in self.catalog.for_phase(phase):
+            self.apply(patch)
+        self.emit(f"phase:{phase.value}")
+        if phase in ROLE_PHASES and self.settings.log_level != "off":
+            log.info("ascend-overlay: %s", self.report.summary_line())
+
+    def is_applied(self, name: str) -> bool:
+        return name in self.applied
+
+    def apply(self, patch: Patch, *, decided: bool = False) -> bool:
+        """Decide, check and apply one patch; record the outcome. Applying twice is a no-op."""
+        if patch.name in self.applied:
+            return True
+        if not decided and patch.source != "overlay":
+            decision = decide(patch, self.catalog, self.settings, self.version, self.is_applied)
+            if not decision.applies:
+                self._record(patch, "skipped", decision.reason)
+                return False
+        try:
+            resolved = applier.precheck(patch)
+        except applier.TargetMissing as exc:
+            return self._skip_for(patch, f"missing: {exc}")
+        except applier.DriftError as exc:
+            return self._skip_for(patch, f"drift: {exc}")
+        try:
+            done = applier.apply(patch, resolved)
+        except PatchApplyError as exc:
+            self._record(patch, "failed", str(exc))
+            self._fail(exc)
+            return False
+        self.applied[patch.name] = done
+        reason = f"rebound stale aliases: {', '.join(done.aliases)}" if done.aliases else ""
+        self._record(patch, "applied", reason, aliases=done.aliases)
+        return True
+
+    def _skip_for(self, patch: Patch, reason: str) -> bool:
+        self._record(patch, "skipped", reason)
+        self._fail(PatchApplyError(f"patch {patch.name!r} skipped: {reason}"))
+        return False
+
+    def unpatch(self, name: str) -> None:
+        done = self.applied.pop(name, None)
+        if done is not None:
+            done.undo()
+            self._record(done.patch, "skipped", "unpatched")
+
+    def deactivate(self) -> None:
+        """Undo every applied patch, newest first; import hooks stay registered but go quiet."""
+        self.active = False
+        for name in reversed(list(self.applied)):
+            self.unpatch(name)
+
+    # -- fork ----------------------------------------------------------------------------------
+
+    def adopt_fork(self) -> None:
+        """In a forked child: keep the parent's patches (they are already in memory), start a new report."""
+        parent = self.report
+        self.report = report.ProcessReport(vllm=parent.vllm, vllm_dist=parent.vllm_dist,
+                                           doors=["fork"], forked_from=parent.pid,
+                                           problems=list(parent.problems))
+        for name, outcome in parent.outcomes.items():
+            status = "inherited" if outcome.status == "applied" else outcome.status
+            self.report.outcomes[name] = report.Outcome(name, outcome.phase, status, outcome.reason,
+                                                        outcome.source, list(outcome.aliases))
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def _record(self, patch: Patch, status: str, reason: str, aliases: list[str] | None = None) -> None:
+        self.report.record(report.Outcome(patch.name, patch.phase.value, status, reason, patch.source,
+                                          list(aliases or [])))
+
+    def _fail(self, exc: Exception) -> None:
+        if self.settings.strict:
+            raise exc
+        log.warning("ascend-overlay: %s", exc)
+
+    def emit(self, event: str) -> None:
+        if self.settings.report_path:
+            try:
+                report.append_jsonl(self.settings.report_path, self.report.snapshot(event))
+            except OSError as exc:
+                log.warning("ascend-overlay: cannot write report to %s: %s", self.settings.report_path, exc)
