@@ -92,6 +92,7 @@ class AppliedPatch:
     patch: Patch
     changes: list[Change] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
+    module: Any = None  # for import-phase patches: the module object they were applied to
 
     def undo(self) -> None:
         errors = []

@@ -9,9 +9,10 @@ strict mode was asked for.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
-from ascend_overlay import applier, report
+from ascend_overlay import applier, import_hooks, report
 from ascend_overlay.catalog import Catalog, load_catalog
 from ascend_overlay.errors import OverlayError, PatchApplyError
 from ascend_overlay.gate import decide
@@ -35,6 +36,7 @@ class Overlay:
         self.fired: set[str] = set()
         self.applied: dict[str, applier.AppliedPatch] = {}
         self.active = True
+        self._import_hooks: list[tuple[str, Any]] = []
         self.report = report.ProcessReport(vllm=str(self.version) if self.version else None,
                                            vllm_dist=vllm_distribution_name())
         for problem in self.catalog.problems:
@@ -45,8 +47,6 @@ class Overlay:
 
     def arm_import_hooks(self) -> None:
         """Apply each import-phase patch the moment its module is imported (now, if it already is)."""
-        import wrapt
-
         for patch in self.hook_patches + self.catalog.for_phase(Phase.IMPORT):
             if patch.source != "overlay":
                 decision = decide(patch, self.catalog, self.settings, self.version, self.is_applied)
@@ -54,7 +54,9 @@ class Overlay:
                     self._record(patch, "skipped", decision.reason)
                     continue
             self._record(patch, "pending", f"waiting for import of {patch.import_module}")
-            wrapt.register_post_import_hook(self._import_hook_for(patch), patch.import_module)
+            hook = self._import_hook_for(patch)
+            self._import_hooks.append((patch.import_module, hook))
+            import_hooks.when_imported(patch.import_module, hook)
 
     def _import_hook_for(self, patch: Patch) -> Any:
         def on_import(module: Any) -> None:
@@ -62,7 +64,14 @@ class Overlay:
             if not self.active:
                 return
             try:
+                previous = self.applied.get(patch.name)
+                if previous is not None and previous.module is not module:
+                    # The module was imported anew: patch the new object, keep the old undo records.
+                    del self.applied[patch.name]
                 self.apply(patch, decided=True)
+                if previous is not None and patch.name in self.applied and self.applied[patch.name] is not previous:
+                    self.applied[patch.name].changes[:0] = previous.changes
+                    self.applied[patch.name].module = module
                 if self.fired and patch.source != "overlay":
                     self.emit("import")
             except Exception as exc:
@@ -110,6 +119,8 @@ class Overlay:
             self._record(patch, "failed", str(exc))
             self._fail(exc)
             return False
+        if patch.import_module:
+            done.module = sys.modules.get(patch.import_module)
         self.applied[patch.name] = done
         reason = f"rebound stale aliases: {', '.join(done.aliases)}" if done.aliases else ""
         self._record(patch, "applied", reason, aliases=done.aliases)
@@ -129,6 +140,9 @@ class Overlay:
     def deactivate(self) -> None:
         """Undo every applied patch, newest first; import hooks stay registered but go quiet."""
         self.active = False
+        for module_name, hook in self._import_hooks:
+            import_hooks.remove(module_name, hook)
+        self._import_hooks.clear()
         for name in reversed(list(self.applied)):
             self.unpatch(name)
 

