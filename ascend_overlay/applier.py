@@ -37,8 +37,18 @@ class Resolved:
     live: Any         # what ``getattr(owner, attr)`` gives: the object patches reason about
 
     @property
+    def descriptor(self) -> Any:
+        """The attribute as stored in a class ``__dict__`` (own or inherited): keeps static/classmethod."""
+        if self.raw is not _ABSENT:
+            return self.raw
+        for klass in getattr(self.owner, "__mro__", ())[1:]:
+            if self.attr in vars(klass):
+                return vars(klass)[self.attr]
+        return self.live
+
+    @property
     def unbound(self) -> Any:
-        raw = self.raw if self.raw is not _ABSENT else self.live
+        raw = self.descriptor
         return raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
 
 
@@ -129,13 +139,12 @@ def _replacement(edit: Edit, r: Resolved) -> Any:
     if edit.kind is EditKind.WRAP:
         import wrapt
 
-        raw = r.raw if r.raw is not _ABSENT else r.live
-        return wrapt.FunctionWrapper(raw, edit.value)
+        return wrapt.FunctionWrapper(r.descriptor, edit.value)
     new = edit.factory(r.live) if edit.factory is not None else edit.value
     # Keep the descriptor type: replacing a staticmethod with a plain function would bind ``self``.
-    if isinstance(r.raw, staticmethod) and not isinstance(new, staticmethod):
+    if isinstance(r.descriptor, staticmethod) and not isinstance(new, staticmethod):
         new = staticmethod(new)
-    elif isinstance(r.raw, classmethod) and not isinstance(new, classmethod):
+    elif isinstance(r.descriptor, classmethod) and not isinstance(new, classmethod):
         new = classmethod(new)
     return new
 
@@ -146,7 +155,7 @@ def apply(patch: Patch, resolved: list[Resolved] | None = None) -> AppliedPatch:
         resolved = precheck(patch)
     done = AppliedPatch(patch)
     try:
-        for edit, r in zip(patch.edits, resolved):
+        for edit, r in zip(patch.edits, resolved, strict=True):
             new = _replacement(edit, r)
             setattr(r.owner, r.attr, new)
             done.changes.append(Change(r.owner, r.attr, r.raw, new, edit.target))

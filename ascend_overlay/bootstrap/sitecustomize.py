@@ -44,15 +44,24 @@ def _chain_next_sitecustomize():
 def _activate():
     if os.environ.get("VLLM_ASCEND_OVERLAY", "").strip().lower() in ("", "0", "false", "no", "off"):
         return
+    strict = os.environ.get("VLLM_ASCEND_OVERLAY_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
     try:
         from ascend_overlay.activation import activate
     except Exception as exc:
-        if os.environ.get("VLLM_ASCEND_OVERLAY_STRICT", "").strip().lower() in ("1", "true", "yes", "on"):
-            raise
+        if strict:
+            raise SystemExit(f"ascend-overlay (strict): cannot import the overlay: {type(exc).__name__}: {exc}") from None
         sys.stderr.write(f"WARNING [ascend_overlay] cannot import the overlay ({type(exc).__name__}: {exc}); "
                          "is it installed, or is its directory on PYTHONPATH?\n")
         return
-    activate(door="sitecustomize")
+    try:
+        activate(door="sitecustomize")
+    except Exception as exc:
+        # Only reached in strict mode (activate() logs and swallows otherwise). site.py would print
+        # and carry on after an exception, so strict mode has to stop the interpreter itself.
+        import traceback
+
+        traceback.print_exc()
+        raise SystemExit(f"ascend-overlay (strict): {type(exc).__name__}: {exc}") from None
 
 
 # The environment's own sitecustomize runs first, as it would without the overlay.

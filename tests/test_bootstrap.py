@@ -1,0 +1,137 @@
+"""Issue 2: the three doors converge on one bootstrap; off costs nothing; the host program is never
+broken; a user's sitecustomize still runs; forked children inherit without re-applying."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from harness import BIN, REPO, base_env
+from synthetic import write_patch
+
+MODULES = "import sys, json; print(json.dumps(sorted(sys.modules)))"
+
+
+def _python(code: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_off_imports_nothing_an_empty_interpreter_lacks() -> None:
+    bare = json.loads(_python(MODULES, base_env(overlay=False)).stdout)
+    installed_off = _python(MODULES, base_env(overlay=False, PYTHONPATH=str(REPO)))
+    assert installed_off.stderr == ""
+    assert set(json.loads(installed_off.stdout)) - set(bare) == {"sitecustomize"}
+
+
+def test_non_vllm_program_runs_unaffected_with_overlay_on() -> None:
+    code = "import json, sys; print(json.dumps({'a': [1, 2]})); print('vllm' in sys.modules)"
+    on = _python(code, base_env(overlay=True))
+    off = _python(code, base_env(overlay=False))
+    assert on.returncode == 0 and on.stdout == off.stdout == '{"a": [1, 2]}\nFalse\n'
+    assert on.stderr == "", on.stderr
+
+
+@pytest.mark.parametrize("overlay", [False, True])
+def test_users_sitecustomize_still_runs(tmp_path: Path, overlay: bool) -> None:
+    user_site = tmp_path / "user_site"
+    user_site.mkdir()
+    (user_site / "sitecustomize.py").write_text("import builtins\nbuiltins.USER_SITE_RAN = True\n")
+    env = base_env(overlay=overlay)
+    env["PYTHONPATH"] = f"{REPO}:{user_site}"
+    out = _python("import builtins, sys; print(getattr(builtins, 'USER_SITE_RAN', False), "
+                  "'ascend_overlay.activation' in sys.modules)", env)
+    assert out.stdout.split() == ["True", str(overlay)], out.stderr
+
+
+def test_run_door_sets_the_environment_for_children(tmp_path: Path) -> None:
+    user_site = tmp_path / "user_site"
+    user_site.mkdir()
+    # Prints only in the `python -c` child, not in the ascend-overlay launcher (also a Python process).
+    (user_site / "sitecustomize.py").write_text("import sys\nif sys.argv[0] == '-c':\n    print('user sitecustomize')\n")
+    env = base_env(overlay=False, PYTHONPATH=str(user_site))
+    code = ("import os, sys; from ascend_overlay import activation; "
+            "print(os.environ['VLLM_ASCEND_OVERLAY'], activation.current().report.doors)")
+    proc = subprocess.run([str(BIN / "ascend-overlay"), "run", "--", sys.executable, "-c", code],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["user sitecustomize", "1 ['sitecustomize']"]
+
+
+def test_bootstrap_errors_are_logged_not_raised_unless_strict() -> None:
+    code = "print('host ran')"
+    bad = _python(code, base_env(overlay=True, VLLM_ASCEND_OVERLAY_ENABLE="good,bad name!"))
+    assert bad.returncode == 0 and bad.stdout == "host ran\n"
+    assert "VLLM_ASCEND_OVERLAY_ENABLE='good,bad name!' is not valid" in bad.stderr
+    assert "vLLM continues without it" in bad.stderr
+    strict = _python(code, base_env(overlay=True, VLLM_ASCEND_OVERLAY_ENABLE="good,bad name!",
+                                    VLLM_ASCEND_OVERLAY_STRICT="1"))
+    assert strict.returncode != 0 and "host ran" not in strict.stdout
+    assert "ConfigError" in strict.stderr and "ascend-overlay (strict)" in strict.stderr
+
+
+def test_bad_activation_value_names_the_variable() -> None:
+    out = _python("print('ok')", base_env(overlay=False, VLLM_ASCEND_OVERLAY="maybe", PYTHONPATH=str(REPO)))
+    assert out.stdout == "ok\n"
+    assert "VLLM_ASCEND_OVERLAY='maybe' is not valid; accepted values: 1, true, yes, on" in out.stderr
+
+
+def test_unknown_toggle_is_reported_with_nearest_match() -> None:
+    out = _python("print('ok')", base_env(overlay=True, VLLM_ASCEND_OVERLAY_DISABLE="vllm_cli_version_metadat"))
+    assert out.stdout == "ok\n"
+    assert "did you mean 'vllm_cli_version_metadata'" in out.stderr
+
+
+def test_forked_child_inherits_without_reapplying(tmp_path: Path) -> None:
+    write_patch(tmp_path / "hotfix", "import", "patch_json.py", '''
+        PATCH = Patch(name="wrap_json_dumps", phase="import", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.wrap("json:dumps")
+        def around(wrapped, instance, args, kwargs):
+            return "<" + wrapped(*args, **kwargs) + ">"
+    ''')
+    code = textwrap.dedent('''
+        import json, os, sys, wrapt
+        from ascend_overlay import activation
+        overlay = activation.current()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            child = activation.activate(door="again")   # a door knocking in the child must not re-apply
+            depth = 0
+            f = json.dumps
+            while isinstance(f, wrapt.FunctionWrapper):
+                depth, f = depth + 1, f.__wrapped__
+            r = child.report
+            sys.stdout.write(json.JSONEncoder().encode({"pid_ok": r.pid == os.getpid(), "from_ok": r.forked_from == parent,
+                "status": r.outcomes["wrap_json_dumps"].status, "depth": depth, "doors": r.doors,
+                "out": json.dumps(1)}))
+            sys.stdout.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+    ''')
+    out = _python(code, base_env(overlay=True, VLLM_ASCEND_OVERLAY_PATH=str(tmp_path / "hotfix"),
+                                 VLLM_ASCEND_OVERLAY_LOG="off"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"pid_ok": True, "from_ok": True, "status": "inherited", "depth": 1,
+                                      "doors": ["fork", "again"], "out": "<1>"}
+
+
+def test_concurrent_report_appends_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    code = textwrap.dedent(f'''
+        import os
+        from ascend_overlay.report import append_jsonl
+        for i in range(300):
+            append_jsonl({str(path)!r}, {{"pid": os.getpid(), "i": i, "pad": "x" * 5000}})
+    ''')
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=base_env(overlay=False, PYTHONPATH=str(REPO)))
+             for _ in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1200
+    records = [json.loads(line) for line in lines]
+    assert {r["pid"] for r in records} == {p.pid for p in procs}

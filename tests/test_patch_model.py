@@ -1,0 +1,267 @@
+"""Issue 3: patches apply atomically, undo by identity, never double-wrap, rebind stale aliases,
+skip on drift, and conflicts are found at load time."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import wrapt
+from synthetic import forget, write_patch, write_target_package
+
+from ascend_overlay import activation
+from ascend_overlay.errors import PatchApplyError
+from ascend_overlay.settings import Settings
+
+
+@pytest.fixture
+def pkg(tmp_path: Path) -> str:
+    name = f"ovl_target_{uuid.uuid4().hex[:8]}"
+    write_target_package(tmp_path / "src", name)
+    yield name
+    activation.deactivate()
+    forget(name)
+
+
+def _settings(*dirs: Path, **kw: object) -> Settings:
+    return Settings(enabled=True, hotfix_dirs=tuple(str(d) for d in dirs), log_level="off", **kw)
+
+
+def _standard_patches(directory: Path, pkg: str) -> None:
+    write_patch(directory, "import", "patch_wrap.py", f'''
+        PATCH = Patch(name="wrap_compute", phase="import", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.wrap("{pkg}:compute", contract="(x)")
+        def around(wrapped, instance, args, kwargs):
+            return wrapped(*args, **kwargs) * 10
+    ''')
+    write_patch(directory, "import", "patch_replace.py", f'''
+        PATCH = Patch(name="replace_methods", phase="import", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.replace("{pkg}:Widget.size", contract="(self)")
+        def size(self):
+            return 2
+
+        @PATCH.replace("{pkg}:Widget.kind", contract="()")
+        def kind():
+            return "patched"
+
+        @PATCH.replace("{pkg}:Fancy.make", contract="(cls)")
+        def make(cls):
+            return "made"
+    ''')
+
+
+def _assert_state(mod: object, active: bool) -> None:
+    originals = mod.ORIGINALS
+    compute = mod.__dict__["compute"]
+    if active:
+        assert isinstance(compute, wrapt.FunctionWrapper)
+        assert compute.__wrapped__ is originals["compute"], "wrapped twice or around the wrong object"
+        assert mod.compute(1) == 20
+        assert mod.Widget().size() == 2 and mod.Widget.kind() == "patched" and mod.Fancy.make() == "made"
+        assert isinstance(mod.Widget.__dict__["kind"], staticmethod)
+        assert "make" in mod.Fancy.__dict__
+    else:
+        assert compute is originals["compute"]
+        assert mod.Widget.__dict__["size"] is originals["size"]
+        assert mod.Widget.__dict__["kind"] is originals["kind"]
+        assert "make" not in mod.Fancy.__dict__, "an inherited attribute must be deleted, not shadowed"
+        assert mod.compute(1) == 2 and mod.Widget.kind() == "plain"
+
+
+ORDER_STEPS = ("import", "activate", "deactivate", "import_again")
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(ORDER_STEPS)) + [
+    ("activate", "activate", "import", "import_again"), ("import", "activate", "import_again", "activate")])
+def test_every_ordering_keeps_one_wrapper_and_restores_identity(pkg: str, tmp_path: Path,
+                                                                  order: tuple[str, ...]) -> None:
+    _standard_patches(tmp_path / "hotfix", pkg)
+    settings = _settings(tmp_path / "hotfix")
+    active = False
+    for step in order:
+        if step == "import":
+            __import__(pkg)
+        elif step == "import_again":
+            forget(pkg)
+            __import__(pkg)
+        elif step == "activate":
+            activation.activate(settings=settings)
+            active = True
+        elif step == "deactivate":
+            activation.deactivate()
+            active = False
+        if pkg in sys.modules:
+            _assert_state(sys.modules[pkg], active)
+
+
+def test_replace_installs_the_function_itself(pkg: str, tmp_path: Path) -> None:
+    _standard_patches(tmp_path / "hotfix", pkg)
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    mod = __import__(pkg)
+    replacement = overlay.catalog.get("replace_methods").edits[0].value
+    assert mod.Widget.__dict__["size"] is replacement  # no wrapper: zero per-call cost
+
+
+def test_failure_midway_rolls_back_everything(pkg: str, tmp_path: Path) -> None:
+    write_patch(tmp_path / "hotfix", "import", "patch_half.py", f'''
+        PATCH = Patch(name="half_broken", phase="import", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.replace("{pkg}:compute")
+        def compute(x):
+            return 0
+
+        @PATCH.replace("{pkg}:Widget.size", factory=True)
+        def broken(original):
+            raise RuntimeError("boom in the second edit")
+    ''')
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    mod = __import__(pkg)
+    assert mod.compute is mod.ORIGINALS["compute"], "first edit left in place"
+    assert mod.Widget.__dict__["size"] is mod.ORIGINALS["size"]
+    result = overlay.report.outcomes["half_broken"]
+    assert result.status == "failed"
+    assert "rolled back" in result.reason and "boom in the second edit" in result.reason
+
+
+def test_strict_mode_raises_instead(pkg: str, tmp_path: Path) -> None:
+    write_patch(tmp_path / "hotfix", "platform", "patch_drift.py", f'''
+        PATCH = Patch(name="drifted", phase="platform", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.replace("{pkg}:compute", contract="(x, y)")
+        def compute(x):
+            return 0
+    ''')
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix", strict=True))
+    with pytest.raises(PatchApplyError, match="drift"):
+        overlay.fire("platform")
+    assert sys.modules[pkg].compute is sys.modules[pkg].ORIGINALS["compute"]
+
+
+def test_drift_skips_with_what_changed_unless_declared_compatible(pkg: str, tmp_path: Path) -> None:
+    write_patch(tmp_path / "hotfix", "platform", "patch_drift.py", f'''
+        PATCH = Patch(name="drifted", phase="platform", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.replace("{pkg}:compute", contract="(x, scale=1)")
+        def compute(x):
+            return 0
+    ''')
+    write_patch(tmp_path / "hotfix", "platform", "patch_ok.py", f'''
+        PATCH = Patch(name="compatible", phase="platform", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.replace("{pkg}:Widget.size", contract="(self, fast=False)", compatible=("(self)",))
+        def size(self):
+            return 5
+    ''')
+    __import__(pkg)
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    overlay.fire("platform")
+    drifted = overlay.report.outcomes["drifted"]
+    assert drifted.status == "skipped"
+    assert drifted.reason.startswith("drift:") and "removed scale" in drifted.reason
+    assert overlay.report.outcomes["compatible"].status == "applied"
+    assert sys.modules[pkg].Widget().size() == 5
+
+
+def test_missing_target_is_skipped_not_raised(pkg: str, tmp_path: Path) -> None:
+    write_patch(tmp_path / "hotfix", "platform", "patch_gone.py", f'''
+        PATCH = Patch(name="renamed_upstream", phase="platform", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.replace("{pkg}:compute_v2")
+        def compute(x):
+            return 0
+    ''')
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    overlay.fire("platform")
+    result = overlay.report.outcomes["renamed_upstream"]
+    assert result.status == "skipped" and "compute_v2 does not exist" in result.reason
+
+
+def test_stale_alias_in_synthetic_module_is_rebound_and_restored(pkg: str, tmp_path: Path) -> None:
+    _standard_patches(tmp_path / "hotfix", pkg)
+    user = __import__(f"{pkg}.user", fromlist=["use"])
+    original = user.compute
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    assert user.use(1) == 20, "the alias taken before activation still calls the original"
+    assert f"{pkg}.user:compute" in overlay.report.outcomes["wrap_compute"].aliases
+    activation.deactivate()
+    assert user.compute is original
+
+
+def test_stale_alias_in_real_vllm_is_rebound(tmp_path: Path) -> None:
+    """vllm.engine.arg_utils took `init_logger` by name from vllm.logger long before any patch."""
+    import vllm.engine.arg_utils as arg_utils
+    import vllm.logger
+
+    original = vllm.logger.init_logger
+    assert arg_utils.init_logger is original
+    write_patch(tmp_path / "hotfix", "platform", "patch_logger.py", '''
+        PATCH = Patch(name="wrap_init_logger", phase="platform", vllm=">=0.32", why="t", remove_when="t")
+
+        @PATCH.wrap("vllm.logger:init_logger", contract="(name)")
+        def traced(wrapped, instance, args, kwargs):
+            return wrapped(*args, **kwargs)
+    ''')
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    try:
+        overlay.fire("platform")
+        assert overlay.report.outcomes["wrap_init_logger"].status == "applied"
+        assert isinstance(arg_utils.init_logger, wrapt.FunctionWrapper)
+        assert arg_utils.init_logger is vllm.logger.init_logger
+        assert "vllm.engine.arg_utils:init_logger" in overlay.report.outcomes["wrap_init_logger"].aliases
+    finally:
+        activation.deactivate()
+    assert arg_utils.init_logger is original and vllm.logger.init_logger is original
+
+
+def test_two_patches_on_one_target_conflict_at_load(pkg: str, tmp_path: Path) -> None:
+    for n in (1, 2):
+        write_patch(tmp_path / "hotfix", "platform", f"patch_c{n}.py", f'''
+            PATCH = Patch(name="claim_{n}", phase="platform", vllm=">=0", why="t", remove_when="t")
+
+            @PATCH.replace("{pkg}:compute")
+            def compute(x):
+                return {n}
+        ''')
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    assert "conflict" in overlay.catalog.blocked["claim_2"] and "claim_1" in overlay.catalog.blocked["claim_2"]
+    overlay.fire("platform")
+    assert overlay.report.outcomes["claim_2"].status == "skipped"
+    assert sys.modules[pkg].compute(0) == 1
+
+
+def test_supersedes_settles_the_conflict(pkg: str, tmp_path: Path) -> None:
+    write_patch(tmp_path / "a", "platform", "patch_old.py", f'''
+        PATCH = Patch(name="old_fix", phase="platform", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.replace("{pkg}:compute")
+        def compute(x):
+            return "old"
+    ''')
+    write_patch(tmp_path / "b", "platform", "patch_new.py", f'''
+        PATCH = Patch(name="new_fix", phase="platform", vllm=">=0", why="t", remove_when="t",
+                      supersedes=("old_fix",))
+
+        @PATCH.replace("{pkg}:compute")
+        def compute(x):
+            return "new"
+    ''')
+    __import__(pkg)
+    overlay = activation.activate(settings=_settings(tmp_path / "a", tmp_path / "b"))
+    overlay.fire("platform")
+    assert sys.modules[pkg].compute(0) == "new"
+    assert overlay.report.outcomes["old_fix"].reason == "superseded by new_fix"
+
+
+def test_apply_twice_is_a_noop(pkg: str, tmp_path: Path) -> None:
+    _standard_patches(tmp_path / "hotfix", pkg)
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    mod = __import__(pkg)
+    wrapper = mod.compute
+    assert overlay.apply(overlay.catalog.get("wrap_compute")) is True
+    assert activation.activate(settings=_settings(tmp_path / "hotfix")) is overlay
+    assert mod.compute is wrapper and mod.compute.__wrapped__ is mod.ORIGINALS["compute"]
