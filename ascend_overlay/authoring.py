@@ -1,0 +1,154 @@
+"""Tools for writing and checking hotfixes before they ship: a skeleton with the live target's
+contract pinned, and a verifier that runs every check the overlay would, without activating it."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ascend_overlay import applier, contract, hotfix
+from ascend_overlay.catalog import Catalog, load_patch_file, patch_files
+from ascend_overlay.errors import OverlayError, PatchDeclarationError
+from ascend_overlay.gate import decide
+from ascend_overlay.patch import Phase
+from ascend_overlay.settings import Settings
+from ascend_overlay.vllm_version import installed_vllm_version
+
+
+def split_dotted(target: str) -> tuple[str, str]:
+    """``a.b.C.meth`` -> (``a.b``, ``C.meth``) by importing the longest module prefix that exists."""
+    if ":" in target:
+        module, _, attrs = target.partition(":")
+        return module, attrs
+    parts = target.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:cut])
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        return name, ".".join(parts[cut:])
+    raise OverlayError(f"no importable module in {target!r}; give e.g. vllm.v1.sample.sampler.Sampler.forward")
+
+
+SKELETON = '''"""{name}: TODO say in one line what this hotfix fixes."""
+
+from ascend_overlay import Patch
+
+PATCH = Patch(
+    name="{name}",
+    phase="{phase}",
+    vllm=">={version}",
+    # The vLLM release that contains the upstream fix: from it on this hotfix is skipped as obsolete.
+    fixed_in=None,
+    why="TODO: the bug, how it shows, and why this change fixes it",
+    upstream="TODO: link to the upstream issue or pull request",
+    remove_when="TODO: e.g. once every deployment runs a vLLM with the fix (set fixed_in)",
+)
+
+
+# The contract is the target's shape in vLLM {version}, when this was written. If upstream changes it,
+# the overlay skips this hotfix with status `drift` instead of running it against the wrong code.
+@PATCH.{kind}("{target}", contract={fingerprint!r})
+def {func}({params}):
+{body}
+'''
+
+_WRAP_BODY = "    # TODO: the fix. `wrapped` is the original; call it, or do not.\n    return wrapped(*args, **kwargs)"
+
+
+def new_hotfix(name: str, target: str, directory: Path, phase: str = "worker", kind: str = "wrap",
+               force: bool = False) -> Path:
+    """Write ``DIR/PHASE/patch_<module>.py`` and return its path."""
+    Phase(phase)
+    module, attrs = split_dotted(target)
+    resolved = applier.resolve(module, tuple(attrs.split(".")))
+    fingerprint = contract.fingerprint(resolved.unbound)
+    version = installed_vllm_version()
+    dotted = f"{module}:{attrs}"
+    stem = module.removeprefix("vllm.").replace(".", "_")
+    path = directory / phase / f"patch_{stem}.py"
+    if path.exists() and not force:
+        raise OverlayError(f"{path} exists; choose another directory or pass --force")
+    if kind == "wrap":
+        func, params, body = attrs.split(".")[-1], "wrapped, instance, args, kwargs", _WRAP_BODY
+    else:
+        func = attrs.split(".")[-1]
+        params = fingerprint[1:-1] if fingerprint.startswith("(") else "*args, **kwargs"
+        body = "    # TODO: the replacement; it is installed as is (no wrapper), so it must do the whole job.\n" \
+               "    raise NotImplementedError"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SKELETON.format(name=name, phase=phase, version=version.base_version if version else "0",
+                                    kind=kind, target=dotted, fingerprint=fingerprint, func=func,
+                                    params=params, body=body))
+    load_patch_file(path, "new", "authoring")  # the skeleton must itself load; raises if it does not
+    return path
+
+
+@dataclass
+class Finding:
+    path: str
+    ok: bool
+    message: str
+
+
+@dataclass
+class Verification:
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.findings)
+
+
+def verify(directory: str) -> Verification:
+    """Every check the overlay makes when it loads and applies a hotfix directory, nothing activated."""
+    result = Verification()
+    root, vetted = hotfix.vet_directory(directory)
+    for problem in vetted.problems:
+        result.findings.append(Finding(problem.path, False, problem.message))
+    if root is None:
+        return result
+    settings = Settings(enabled=True)
+    version = installed_vllm_version()
+    files = list(patch_files(root))
+    if not files:
+        result.findings.append(Finding(str(root), False, "no patch_*.py files (layout: DIR/<phase>/patch_*.py)"))
+    for path in files:
+        problem = hotfix.vet_file(path, vetted.manifest, root=root)
+        if problem:
+            result.findings.append(Finding(str(path), False, problem))
+            continue
+        try:
+            patch = load_patch_file(path, f"path:{root}", "verify")
+        except PatchDeclarationError as exc:
+            result.findings.append(Finding(str(path), False, str(exc)))
+            continue
+        todo = [f for f in ("why", "remove_when", "upstream") if "TODO" in (getattr(patch, f) or "")]
+        if todo:
+            result.findings.append(Finding(str(path), False, f"{patch.name}: TODO left in {', '.join(todo)}"))
+            continue
+        unpinned = [e.target for e in patch.edits if e.contract is None]
+        if unpinned:
+            result.findings.append(Finding(str(path), False, f"{patch.name}: no contract pinned for "
+                                                             f"{', '.join(unpinned)}"))
+            continue
+        try:
+            applier.precheck(patch)
+        except (applier.TargetMissing, applier.DriftError) as exc:
+            result.findings.append(Finding(str(path), False, f"{patch.name}: {exc}"))
+            continue
+        decision = decide(patch, Catalog(patches=[patch]), settings, version)
+        state = "would apply" if decision.applies else f"would be skipped here: {decision.reason}"
+        result.findings.append(Finding(str(path), True, f"{patch.name}: ok ({patch.phase.value} phase; {state})"))
+    return result
+
+
+def write_manifest(directory: Path) -> Path:
+    """(Re)write ``SHA256SUMS`` for every patch file, in the format ``sha256sum -c`` reads."""
+    lines = [f"{hotfix.sha256_of(p)}  {p.relative_to(directory)}" for p in patch_files(directory)]
+    target = directory / hotfix.MANIFEST_NAME
+    target.write_text("\n".join(lines) + "\n")
+    target.chmod(0o644)
+    return target

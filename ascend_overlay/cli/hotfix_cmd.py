@@ -1,0 +1,58 @@
+"""``ascend-overlay hotfix new|verify|manifest``: write, check and sign hotfixes (docs/hotfixes.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ascend_overlay.errors import OverlayError
+
+
+def _new(args: argparse.Namespace) -> int:
+    from ascend_overlay.authoring import new_hotfix
+
+    try:
+        path = new_hotfix(args.name, args.target, Path(args.dir).resolve(), args.phase, args.kind, args.force)
+    except (OverlayError, ValueError) as exc:
+        print(f"ascend-overlay hotfix new: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    print(f"next: edit the TODOs, then `ascend-overlay hotfix verify {args.dir}`", file=sys.stderr)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ascend_overlay.authoring import verify
+
+    result = verify(str(Path(args.dir).resolve()))
+    for f in result.findings:
+        print(f"{'ok  ' if f.ok else 'FAIL'}  {f.path}: {f.message}")
+    print("verified: all checks passed" if result.ok else "verification FAILED", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from ascend_overlay.authoring import write_manifest
+
+    print(write_manifest(Path(args.dir).resolve()))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("hotfix", help="write, verify and sign drop-in hotfixes")
+    hsub = p.add_subparsers(dest="hotfix_command", required=True, metavar="ACTION")
+    n = hsub.add_parser("new", help="write a patch skeleton with the live target's contract pinned")
+    n.add_argument("name", help="patch name, lower_snake_case")
+    n.add_argument("--target", required=True, help="what to patch, e.g. vllm.v1.sample.sampler.Sampler.forward")
+    n.add_argument("--phase", default="worker", choices=["import", "platform", "engine_core", "worker"])
+    n.add_argument("--kind", default="wrap", choices=["wrap", "replace"])
+    n.add_argument("--dir", default=".", help="hotfix directory (default: here)")
+    n.add_argument("--force", action="store_true", help="overwrite an existing file")
+    n.set_defaults(handler=_new)
+    v = hsub.add_parser("verify", help="check a hotfix directory as the overlay would, activating nothing")
+    v.add_argument("dir")
+    v.set_defaults(handler=_verify)
+    m = hsub.add_parser("manifest", help="write SHA256SUMS pinning every patch file of a directory")
+    m.add_argument("dir")
+    m.set_defaults(handler=_manifest)

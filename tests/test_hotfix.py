@@ -1,0 +1,168 @@
+"""Issue 4: hotfix sources, trust (ownership, modes, manifest), expiry, and the authoring tools."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from harness import BIN, base_env
+from synthetic import write_patch
+
+from ascend_overlay import hotfix
+from ascend_overlay.authoring import verify, write_manifest
+from ascend_overlay.catalog import load_catalog
+
+GOOD = '''
+    PATCH = Patch(name="{name}", phase="platform", vllm=">=0.30", why="w", remove_when="r"{extra})
+
+    @PATCH.replace("json:loads")
+    def loads(s, **kw):
+        return s
+'''
+
+
+def _good(directory: Path, name: str = "good_fix", extra: str = "", filename: str = "patch_json.py") -> Path:
+    return write_patch(directory, "platform", filename, GOOD.format(name=name, extra=extra))
+
+
+def _load(*dirs: Path):
+    return load_catalog([str(d) for d in dirs], entry_points=False, builtin=False)
+
+
+def test_relative_directory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _good(tmp_path / "hf")
+    monkeypatch.chdir(tmp_path)
+    catalog = _load(Path("hf"))
+    assert catalog.patches == []
+    assert "relative hotfix directory refused" in catalog.problems[0].message
+
+
+def test_world_writable_directory_is_refused_whole(tmp_path: Path) -> None:
+    _good(tmp_path / "hf")
+    (tmp_path / "hf").chmod(0o777)
+    catalog = _load(tmp_path / "hf")
+    assert catalog.patches == []
+    assert "writable by group and others (mode 777)" in catalog.problems[0].message
+    assert "chmod go-w" in catalog.problems[0].message
+
+
+def test_group_writable_file_and_foreign_owner_are_refused_alone(tmp_path: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("chown to another user needs root; this machine's CI runs as root")
+    _good(tmp_path / "hf", "kept")
+    _good(tmp_path / "hf", "group_writable", filename="patch_gw.py").chmod(0o664)
+    foreign = _good(tmp_path / "hf", "foreign", filename="patch_foreign.py")
+    os.chown(foreign, 4242, 4242)
+    catalog = _load(tmp_path / "hf")
+    assert catalog.names() == ["kept"]
+    messages = {Path(p.path).name: p.message for p in catalog.problems}
+    assert "writable by group (mode 664)" in messages["patch_gw.py"]
+    assert "owned by uid 4242, neither you (uid 0) nor root" in messages["patch_foreign.py"]
+
+
+def test_manifest_pins_content(tmp_path: Path) -> None:
+    hf = tmp_path / "hf"
+    _good(hf, "signed")
+    tampered = _good(hf, "tampered", filename="patch_t.py")
+    write_manifest(hf)
+    _good(hf, "unlisted", filename="patch_u.py")
+    tampered.write_text(tampered.read_text() + "\nimport os  # injected\n")
+    catalog = _load(hf)
+    assert catalog.names() == ["signed"]
+    messages = {Path(p.path).name: p.message for p in catalog.problems}
+    assert messages["patch_t.py"].startswith("SHA-256 mismatch")
+    assert "not listed in SHA256SUMS" in messages["patch_u.py"]
+
+
+def test_malformed_manifest_refuses_the_directory(tmp_path: Path) -> None:
+    _good(tmp_path / "hf")
+    (tmp_path / "hf" / "SHA256SUMS").write_text("not-a-hash  platform/patch_json.py\n")
+    catalog = _load(tmp_path / "hf")
+    assert catalog.patches == [] and "expected '<sha256>  <file>'" in catalog.problems[0].message
+
+
+def test_entry_point_package_is_a_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    pkg = site / "acme_hotfixes"
+    _good(pkg, "from_package")
+    (pkg / "__init__.py").write_text("raise RuntimeError('the package is never imported')\n")
+    dist = site / "acme_hotfixes-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-hotfixes\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[ascend_overlay.patches]\nacme = acme_hotfixes\n")
+    for p in (site, pkg, dist):
+        p.chmod(0o755)
+    monkeypatch.syspath_prepend(str(site))
+    catalog = load_catalog([], builtin=False)
+    assert catalog.names() == ["from_package"]
+    assert catalog.get("from_package").source == "package:acme-hotfixes"
+
+
+def _status(env_extra: dict[str, str]) -> dict:
+    proc = subprocess.run([str(BIN / "ascend-overlay"), "status", "--json", "--no-contracts"],
+                          env=base_env(overlay=True, **env_extra), capture_output=True, text=True, timeout=120)
+    return json.loads(proc.stdout)
+
+
+def test_obsolete_hotfix_moves_with_vllm_version(tmp_path: Path) -> None:
+    _good(tmp_path / "hf", "fixed_upstream", extra=', fixed_in="0.32.0"')
+    env = {"VLLM_ASCEND_OVERLAY_PATH": str(tmp_path / "hf")}
+    row = next(r for r in _status(env)["patches"] if r["name"] == "fixed_upstream")
+    assert row["status"] == "skipped"
+    assert row["reason"].startswith("obsolete: vLLM 0.32.0 includes the fix (fixed in 0.32.0); remove this hotfix")
+    older = next(r for r in _status({**env, "VLLM_VERSION": "0.31.2"})["patches"] if r["name"] == "fixed_upstream")
+    assert older["status"] == "would apply"
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "ascend-overlay"), *args], capture_output=True, text=True, timeout=180,
+                          env=base_env(overlay=False), cwd=cwd)
+
+
+def test_hotfix_new_then_verify(tmp_path: Path) -> None:
+    hf = tmp_path / "hf"
+    hf.mkdir(mode=0o755)
+    made = _cli("hotfix", "new", "sampler_fix", "--target", "vllm.v1.sample.sampler.Sampler.forward", "--dir", str(hf))
+    assert made.returncode == 0, made.stderr
+    path = Path(made.stdout.strip())
+    assert path == hf / "worker" / "patch_v1_sample_sampler.py"
+    text = path.read_text()
+    from vllm.v1.sample.sampler import Sampler
+
+    from ascend_overlay.contract import fingerprint
+
+    assert f"contract={fingerprint(Sampler.forward)!r}" in text  # pinned from the live target
+    todo = _cli("hotfix", "verify", str(hf))
+    assert todo.returncode == 1 and "TODO left in why, remove_when, upstream" in todo.stdout
+    path.write_text(text.replace('"TODO: the bug, how it shows, and why this change fixes it"', '"a real reason"')
+                    .replace('"TODO: link to the upstream issue or pull request"', '"https://example.invalid/1"')
+                    .replace('"TODO: e.g. once every deployment runs a vLLM with the fix (set fixed_in)"', '"0.34"'))
+    ok = _cli("hotfix", "verify", str(hf))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "sampler_fix: ok (worker phase; would apply)" in ok.stdout
+    path.write_text(path.read_text().replace("predict_bonus_token=False", "predict_bonus_token=True"))
+    drift = _cli("hotfix", "verify", str(hf))
+    assert drift.returncode == 1
+    assert "changed predict_bonus_token=True -> predict_bonus_token=False" in drift.stdout
+
+
+def test_verify_reports_each_bad_file(tmp_path: Path) -> None:
+    hf = tmp_path / "hf"
+    write_patch(hf, "worker", "patch_missing.py", '''
+        PATCH = Patch(name="gone", phase="worker", vllm=">=0.32", why="w", remove_when="r", upstream="u")
+
+        @PATCH.replace("vllm.v1.sample.sampler:Sampler.forward_v9", contract="(self)")
+        def f(self):
+            return None
+    ''')
+    write_patch(hf, "worker", "patch_syntax.py", "PATCH = (\n")
+    result = verify(str(hf))
+    assert not result.ok
+    messages = {Path(f.path).name: f.message for f in result.findings}
+    assert "Sampler.forward_v9 does not exist" in messages["patch_missing.py"]
+    assert "syntax error at line" in messages["patch_syntax.py"]
+    assert _cli("hotfix", "verify", str(tmp_path / "nope")).returncode == 1
+    assert hotfix.trust_problem(tmp_path / "nope").startswith("cannot stat")
