@@ -162,6 +162,8 @@ class Overlay:
     # -- reporting -----------------------------------------------------------------------------
 
     def _record(self, patch: Patch, status: str, reason: str, aliases: list[str] | None = None) -> None:
+        if reason.startswith("obsolete") and patch.name not in self.report.outcomes:
+            log.warning("ascend-overlay: hotfix %s is obsolete: %s", patch.name, reason)
         self.report.record(report.Outcome(patch.name, patch.phase.value, status, reason, patch.source,
                                           list(aliases or [])))
 
