@@ -16,6 +16,7 @@ $(VENV)/.ascend-overlay-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[cpu,dev]'
 	$(BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(BIN)/python -m ascend_overlay.bootstrap.precompile
 	touch $@
 
 demo: setup

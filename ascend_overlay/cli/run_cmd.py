@@ -42,6 +42,9 @@ def _run(args: argparse.Namespace) -> int:
         print("ascend-overlay run: give the command to run, e.g. ascend-overlay run -- vllm serve MODEL",
               file=sys.stderr)
         return 2
+    from ascend_overlay.bootstrap.precompile import precompile
+
+    precompile()
     env = overlay_environment(dict(os.environ))
     if args.strict:
         env["VLLM_ASCEND_OVERLAY_STRICT"] = "1"

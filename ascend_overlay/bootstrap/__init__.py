@@ -1,0 +1,1 @@
+"""The directory ``ascend-overlay run`` puts first on PYTHONPATH; it holds the sitecustomize hook."""
