@@ -7,8 +7,6 @@ exception from sitecustomize and carry on.
 
 from __future__ import annotations
 
-import sys
-
 
 def start() -> None:
     from ascend_overlay.activation import activate
