@@ -96,7 +96,21 @@ def _dp_engine_core_override(original: type) -> type:
     return engine_core.overrides()[1]
 
 
-HOOK_PATCHES = [PLATFORM_FROM_PLATFORM, PLATFORM_FROM_ARGS, WORKER, ENGINE_CORE]
+ENGINE_CORE_IN_PROCESS = _hook(
+    "hook_engine_core_in_process",
+    "engine_core phase when the engine core runs inside the main process "
+    "(VLLM_ENABLE_V1_MULTIPROCESSING=0 builds EngineCore, not EngineCoreProc)")
+
+
+@ENGINE_CORE_IN_PROCESS.wrap("vllm.v1.engine.core:EngineCore.__init__",
+                             contract="(self, vllm_config, executor_class, log_stats, executor_fail_callback=None, "
+                                      "include_finished_set=False)")
+def _on_engine_core_init(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    _fire(Phase.ENGINE_CORE)
+    return wrapped(*args, **kwargs)
+
+
+HOOK_PATCHES = [PLATFORM_FROM_PLATFORM, PLATFORM_FROM_ARGS, WORKER, ENGINE_CORE, ENGINE_CORE_IN_PROCESS]
 
 # The engine-core entry the override relies on (not edited, but its shape matters).
 RELIED_ON = {"vllm.v1.engine.core:EngineCoreProc.run_engine_core": "(*args, dp_rank=0, local_dp_rank=0, **kwargs)"}

@@ -27,16 +27,22 @@ class Outcome:
 
 
 def detect_role(phases: list[str]) -> str:
-    """main / api_server / engine_core / worker, from vLLM's process names and the phases seen."""
+    """main / api_server / engine_core / worker, from vLLM's process names and the phases seen.
+
+    A process that fired the platform phase is the main process even if the engine core and the
+    worker run inside it too (``VLLM_ENABLE_V1_MULTIPROCESSING=0``).
+    """
     mp = sys.modules.get("multiprocessing")
     name = mp.current_process().name if mp is not None else "MainProcess"
-    if name.startswith("EngineCore") or "engine_core" in phases:
+    if name.startswith("EngineCore"):
         return "engine_core"
-    if name.startswith(("VllmWorker", "Worker")) or "worker" in phases:
+    if name.startswith(("VllmWorker", "Worker")):
         return "worker"
     if name.startswith("ApiServer") or _is_api_server_main():
         return "api_server"
-    return "main"
+    if "platform" in phases or not phases:
+        return "main"
+    return "engine_core" if "engine_core" in phases else "worker"
 
 
 def _is_api_server_main() -> bool:

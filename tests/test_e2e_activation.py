@@ -86,9 +86,11 @@ def test_overlay_off_is_stock(tiny_model: Path, tmp_path: Path) -> None:
     assert off == stock
     assert not report.exists(), "the overlay wrote a report while off"
     assert "ascend_overlay" not in off_log
-    on, on_log = run_offline(tiny_model, base_env(overlay=True, VLLM_ASCEND_OVERLAY_REPORT=str(report)),
-                             tmp_path, PROMPTS)
+    # In-process engine core and worker (no child process): the main process fires all three phases.
+    on, on_log = run_offline(tiny_model, base_env(overlay=True, VLLM_ASCEND_OVERLAY_REPORT=str(report),
+                                                  VLLM_ENABLE_V1_MULTIPROCESSING="0"), tmp_path, PROMPTS)
     assert on == stock, "the built-in patches changed generations on CPU"
     roles = report_by_role(report)
-    assert {"engine_core", "worker"} <= set(roles)
-    assert "ascend-overlay: role=worker" in on_log
+    assert list(roles) == ["main"]
+    assert roles["main"][0]["phases"] == ["platform", "engine_core", "worker"]
+    assert "ascend-overlay: role=main" in on_log
