@@ -1,6 +1,7 @@
 """Issue 4 acceptance against a real `vllm serve`: a worker-phase hotfix takes effect and is seen by a
 client, while a tampered file, a world-writable directory, a foreign-owned file, a syntax error, an
-invalid declaration and an obsolete hotfix are each refused or skipped precisely, and vLLM serves."""
+invalid declaration and an obsolete hotfix are each refused or skipped precisely, a patch that raises
+halfway is rolled back, and vLLM serves."""
 
 from __future__ import annotations
 
@@ -45,6 +46,17 @@ def test_hotfixes_apply_or_are_refused_precisely_while_vllm_serves(tiny_model: P
         PATCH = Patch(name="foreign_fix", phase="platform", vllm=">=0.32", why="w", remove_when="r")
         PATCH.replace_value("vllm.envs:VLLM_HOST_IP", "")
     ''')
+    write_patch(good, "worker", "patch_half.py", '''
+        PATCH = Patch(name="half_broken_fix", phase="worker", vllm=">=0.32", why="w", remove_when="r")
+
+        @PATCH.replace("vllm.v1.sample.sampler:Sampler.compute_logprobs")
+        def compute_logprobs(self, logits):
+            return logits
+
+        @PATCH.replace("vllm.v1.sample.sampler:Sampler.gather_logprobs", factory=True)
+        def broken(original):
+            raise RuntimeError("boom halfway")
+    ''')
     write_manifest(good)
     tampered.write_text(tampered.read_text().replace('""', '"10.0.0.1"'))
     os.chown(foreign, 4242, 4242)
@@ -67,6 +79,8 @@ def test_hotfixes_apply_or_are_refused_precisely_while_vllm_serves(tiny_model: P
     worker = report_by_role(report)["worker"][0]
     assert outcome(worker, "e2e_worker_forced_token")["status"] == "applied"
     assert outcome(worker, "e2e_worker_forced_token")["source"] == f"path:{good}"
+    half = outcome(worker, "half_broken_fix")
+    assert half["status"] == "failed" and "rolled back" in half["reason"] and "boom halfway" in half["reason"]
     refused = {Path(p["path"]).name: p["message"] for p in worker["problems"]}
     assert refused["patch_tampered.py"].startswith("SHA-256 mismatch")
     assert refused["patch_syntax.py"].startswith("syntax error at line")
