@@ -2,7 +2,7 @@
 
 Written by ``ascend-overlay verified --set VERSION [--commit SHA]``; edit with that command so the
 format stays machine-readable. ``ascend-overlay check`` compares the vLLM it checks with this, and
-``ascend-overlay drift VERIFIED NEW`` is the usual way to see what moving it would take.
+``ascend-overlay drift verified NEW`` is the usual way to see what moving it would take.
 """
 
 VERSION = '0.32.0'

@@ -1,0 +1,321 @@
+"""``ascend-overlay drift OLD NEW``: what changed in vLLM, ranked by what it means for the overlay.
+
+The comparison runs in three parts: file hashes say which modules changed (cheap), griffe compares
+just those modules in worker processes (the expensive part, split over the cores), and the overlay's
+own targets are checked on both trees meanwhile. Each API difference then becomes an entry with a
+priority: P0 when it touches a patch target or hook point (or adds an abstract ``Platform`` method),
+else by area (see ``priorities``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ascend_overlay.main2main import api_diff, files, platform_api, priorities
+from ascend_overlay.main2main.check import BREAKING, Checker, TargetResult, source_dict
+from ascend_overlay.main2main.sources import VllmSource
+from ascend_overlay.main2main.targets import Target, patches_by_module
+from ascend_overlay.main2main.tree import StaticTree
+
+PACKAGE = "vllm"
+
+
+@dataclass
+class Entry:
+    priority: int
+    area: str
+    file: str
+    object: str
+    change: str            # removed | moved | signature | signature (compatible) | added | kind | ...
+    details: list[str]
+    impact: str
+    patches: list[str]     # overlay patch files affected (P0) or holding targets in the same module
+    line: int | None = None
+    old_signature: str | None = None
+    new_signature: str | None = None
+    patch_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DriftReport:
+    old: VllmSource
+    new: VllmSource
+    files: files.FileChanges
+    entries: list[Entry]
+    old_targets: list[TargetResult]
+    new_targets: list[TargetResult]
+    other_files: list[tuple[str, int]] = field(default_factory=list)  # git mode: non-package files, lines
+    seconds: float = 0.0
+
+    def by_priority(self, priority: int) -> list[Entry]:
+        return [e for e in self.entries if e.priority == priority]
+
+    @property
+    def affected_patches(self) -> list[str]:
+        return sorted({p for e in self.by_priority(0) for p in e.patches})
+
+    def counts(self) -> dict[str, Any]:
+        return {"files_modified": len(self.files.modified), "files_added": len(self.files.added),
+                "files_removed": len(self.files.removed), "files_renamed": len(self.files.renamed),
+                "other_files_changed": len(self.other_files),
+                "entries": {f"P{p}": len(self.by_priority(p)) for p in range(5)},
+                "targets_checked": len(self.new_targets),
+                "targets_breaking": sum(1 for r in self.new_targets if r.status in BREAKING),
+                "targets_already_broken_in_old": sum(1 for r in self.old_targets if r.status in BREAKING),
+                "patch_files_affected": self.affected_patches}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"old": source_dict(self.old), "new": source_dict(self.new), "counts": self.counts(),
+                "entries": [asdict(e) for e in self.entries],
+                "renamed_files": [{"old": a, "new": b, "similarity": s} for a, b, s in self.files.renamed],
+                "targets": {"old": [r.as_dict() for r in self.old_targets],
+                            "new": [r.as_dict() for r in self.new_targets]},
+                "other_files": [{"file": f, "lines": n} for f, n in self.other_files],
+                "seconds": round(self.seconds, 2)}
+
+
+# -- running the API comparison in parallel ------------------------------------------------------
+
+def _partition(modules: list[str], sizes: dict[str, int], workers: int) -> list[list[str]]:
+    """Balanced groups (by bytes) that keep each directory together, so cross-module resolution
+    (aliases, inherited members) stays inside one worker as often as possible."""
+    packages = _packages(modules)
+    groups: dict[str, list[str]] = {}
+    for name in modules:
+        # A package travels with its own modules: a removed package must be seen whole by one worker.
+        key = name if name in packages else name.rpartition(".")[0]
+        groups.setdefault(".".join(key.split(".")[:3]), []).append(name)
+    buckets: list[tuple[int, list[str]]] = [(0, []) for _ in range(workers)]
+    for _key, names in sorted(groups.items(), key=lambda kv: -sum(sizes.get(n, 0) for n in kv[1])):
+        weight = sum(sizes.get(n, 0) for n in names)
+        index = min(range(workers), key=lambda i: buckets[i][0])
+        buckets[index] = (buckets[index][0] + weight, buckets[index][1] + names)
+    return [names for _, names in buckets if names]
+
+
+def _packages(modules: list[str]) -> set[str]:
+    names = set(modules)
+    return {n.rpartition(".")[0] for n in names if n.rpartition(".")[0] in names}
+
+
+def _merge_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Workers may both report what sits on their shared parent chain (a removed package): keep one."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in items:
+        key = (item["object"], item["change"])
+        if key in merged:
+            merged[key]["details"] += [d for d in item["details"] if d not in merged[key]["details"]]
+        else:
+            merged[key] = item
+    return list(merged.values())
+
+
+def _workers() -> int:
+    raw = os.environ.get("ASCEND_OVERLAY_WORKERS", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _run_api_diff(old: VllmSource, new: VllmSource, modules: list[str], sizes: dict[str, int],
+                  meanwhile: Callable[[], Any]) -> tuple[list[dict[str, Any]], Any]:
+    workers = _workers()
+    if workers == 1 or len(modules) < 40:
+        return api_diff.analyze(str(old.root), str(new.root), modules, PACKAGE), meanwhile()
+    parts = _partition(modules, sizes, workers)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    side = None
+    try:
+        with ProcessPoolExecutor(max_workers=len(parts), mp_context=multiprocessing.get_context(method)) as pool:
+            futures = [pool.submit(api_diff.analyze, str(old.root), str(new.root), part, PACKAGE) for part in parts]
+            side = meanwhile()
+            items = [item for f in futures for item in f.result()]
+    except (BrokenProcessPool, OSError):  # no processes to be had (limits, memory): do it here instead
+        items = api_diff.analyze(str(old.root), str(new.root), modules, PACKAGE)
+        if side is None:
+            side = meanwhile()
+    return _merge_items(items), side
+
+
+# -- turning items into entries --------------------------------------------------------------------
+
+def _module_of_object(path: str, module_names: set[str]) -> str:
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        if ".".join(parts[:cut]) in module_names:
+            return ".".join(parts[:cut])
+    return path
+
+
+def _merge_moves(items: list[dict[str, Any]], renamed: dict[str, str]) -> list[dict[str, Any]]:
+    """A removed class/function whose name appears as new in another module was moved, not lost."""
+    added: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for item in items:
+        if item["change"] == "added" and item["kind"] in ("class", "function") and item["public"] \
+                and item.get("toplevel"):
+            added.setdefault((item["object"].rsplit(".", 1)[-1], item["kind"]), []).append(item)
+    consumed: set[int] = set()
+    for item in items:
+        if item["change"] != "removed":
+            continue
+        if item["kind"] == "module" and item["file"] in renamed:
+            item["change"] = "moved"
+            item["details"] = [f"module file renamed to {renamed[item['file']]}"]
+            continue
+        if not item.get("toplevel"):
+            continue  # a method name recurs in many classes: a name match proves nothing
+        candidates = [c for c in added.get((item["object"].rsplit(".", 1)[-1], item["kind"]), [])
+                      if id(c) not in consumed]
+        if candidates:
+            target = candidates[0]
+            consumed.add(id(target))
+            item["change"] = "moved"
+            item["details"] = [f"now {target['object']} ({target['file']})"]
+            item["moved_to"] = target["object"]
+    return [i for i in items if id(i) not in consumed]
+
+
+def _target_key(t: Target) -> str:
+    return ".".join((t.module, *t.path))
+
+
+def _touches(obj: str, target: Target, change: str) -> bool:
+    key = _target_key(target)
+    if obj == key:
+        return True
+    if obj.startswith(key + ".") and change != "added":
+        return True  # a member of a targeted class changed
+    return change in ("removed", "moved") and (key.startswith(obj + ".") or obj == target.module)
+
+
+def build_entries(items: list[dict[str, Any]], targets: list[Target], old_results: list[TargetResult],
+                  new_results: list[TargetResult], new_abstract: dict[str, int],
+                  module_names: set[str], renamed: dict[str, str]) -> list[Entry]:
+    near = patches_by_module(targets)
+    entries: list[Entry] = []
+    p0_objects: dict[str, Entry] = {}
+    for item in _merge_moves(items, renamed):
+        hits = [t for t in targets if _touches(item["object"], t, item["change"])]
+        details = list(item["details"])
+        if hits:
+            entry = Entry(0, priorities.area_of(item["file"])[0], item["file"], item["object"], item["change"],
+                          details, _p0_impact(item["change"], hits), sorted({t.patch_file for t in hits}),
+                          item.get("line"), item.get("old_signature"), item.get("new_signature"),
+                          sorted({t.patch for t in hits}))
+            p0_objects[item["object"]] = entry
+        else:
+            if item["object"].rsplit(".", 1)[-1] in new_abstract and item["object"].startswith(
+                    f"{platform_api.PLATFORM_MODULE}.{platform_api.PLATFORM_CLASS}."):
+                continue  # reported as a new abstract method below
+            priority, area = priorities.classify(item["file"], item["change"], item["public"])
+            module = _module_of_object(item["object"], module_names)
+            entry = Entry(priority, area, item["file"], item["object"], item["change"], details,
+                          priorities.impact(priority, item["change"], area, item["object"]),
+                          sorted(near.get(module, ())), item.get("line"), item.get("old_signature"),
+                          item.get("new_signature"))
+        entries.append(entry)
+    entries += _target_entries(old_results, new_results, p0_objects)
+    entries += _abstract_entries(new_abstract, targets)
+    entries.sort(key=lambda e: (e.priority, e.area, e.file, e.object))
+    return entries
+
+
+def _p0_impact(change: str, hits: list[Target]) -> str:
+    names = ", ".join(sorted({t.patch for t in hits}))
+    if change in ("removed", "moved"):
+        return f"{names}: target gone from where the patch looks; the patch is skipped (or fails in strict mode)"
+    if change == "added":
+        return f"{names}: the patched class gained a member; check the override still covers it"
+    return f"{names}: the patched code changed shape; re-pin the contract after adapting the patch"
+
+
+def _target_entries(old_results: list[TargetResult], new_results: list[TargetResult],
+                    p0_objects: dict[str, Entry]) -> list[Entry]:
+    """Every target the new tree breaks gets a P0 entry, even when no griffe difference named it
+    (a private target, a hook point whose pin drifted, a module that moved)."""
+    before = {r.target.target: r for r in old_results}
+    out = []
+    for r in new_results:
+        if r.status not in BREAKING:
+            continue
+        t = r.target
+        key = _target_key(t)
+        was = before.get(t.target)
+        if was is not None and was.status == r.status and was.found == r.found and was.moved_to == r.moved_to:
+            continue  # broken the same way in OLD: not a change between the two (see the targets table)
+        text = f"check: {r.status}: {r.detail}"
+        existing = p0_objects.get(key)
+        if existing is not None:
+            if text not in existing.details:
+                existing.details.append(text)
+            if t.patch_file not in existing.patches:
+                existing.patches = sorted({*existing.patches, t.patch_file})
+                existing.patch_names = sorted({*existing.patch_names, t.patch})
+            continue
+        change = {"missing": "removed", "moved": "moved", "drift": "signature"}[r.status]
+        file = t.module.replace(".", "/") + ".py"
+        entry = Entry(0, priorities.area_of(file)[0], file, key, change, [text], _p0_impact(change, [t]),
+                      [t.patch_file], None, t.contract, r.found, [t.patch])
+        p0_objects[key] = entry
+        out.append(entry)
+    return out
+
+
+def _abstract_entries(new_abstract: dict[str, int], targets: list[Target]) -> list[Entry]:
+    if not new_abstract:
+        return []
+    platform_files = platform_api.overlay_platform_files()
+    platform_targets = [t for t in targets if t.module.startswith("vllm.platforms")]
+    patches = sorted({*platform_files, *(t.patch_file for t in platform_targets)})
+    names = sorted({t.patch for t in platform_targets})
+    file = platform_api.PLATFORM_MODULE.replace(".", "/") + ".py"
+    out = []
+    for name, line in sorted(new_abstract.items()):
+        obj = f"{platform_api.PLATFORM_MODULE}.{platform_api.PLATFORM_CLASS}.{name}"
+        out.append(Entry(0, "platforms", file, obj, "new abstract method",
+                         [f"Platform.{name} is new and abstract (raises NotImplementedError or @abstractmethod)"],
+                         "every out-of-tree platform, the NPU platform included, must implement it or fail "
+                         "when vLLM calls it", patches or ["(no overlay platform class found)"], line,
+                         patch_names=names))
+    return out
+
+
+# -- the whole comparison --------------------------------------------------------------------------
+
+def compare(old: VllmSource, new: VllmSource, targets: list[Target],
+            other_files: list[tuple[str, int]] | None = None,
+            renames: list[tuple[str, str, int]] | None = None) -> DriftReport:
+    """Compare two trees. ``renames`` (from git) replaces content-based rename detection."""
+    start = time.perf_counter()
+    changes = files.compare(old.root, new.root, PACKAGE)
+    if renames is not None:
+        changes.renamed = [r for r in renames if r[0].startswith(PACKAGE + "/")]
+    names = {files.module_name(p): p for p in changes.changed_python}
+    modules = sorted(n for n in names if n)
+    sizes = {n: changes.sizes.get(p, 0) for n, p in names.items() if n}
+
+    def targets_and_platform() -> tuple[list[TargetResult], list[TargetResult], dict[str, int]]:
+        old_tree, new_tree = StaticTree(old.root), StaticTree(new.root)
+        old_checker, new_checker = Checker(old_tree), Checker(new_tree)
+        old_results = [old_checker.check(t, old.version, ignore_ranges=True) for t in targets]
+        new_results = [new_checker.check(t, new.version, ignore_ranges=True) for t in targets]
+        return old_results, new_results, platform_api.new_abstract_methods(old_tree, new_tree)
+
+    items, (old_results, new_results, new_abstract) = _run_api_diff(old, new, modules, sizes, targets_and_platform)
+    module_names = set(modules) | {t.module for t in targets}
+    entries = build_entries(items, targets, old_results, new_results, new_abstract, module_names,
+                            {a: b for a, b, _ in changes.renamed})
+    for path, lines in other_files or []:
+        priority, area = priorities.classify_file(path)
+        entries.append(Entry(priority, area, path, path, "file changed", [f"{lines} lines changed"],
+                             priorities.impact(priority, "file changed", area, path), []))
+    report = DriftReport(old, new, changes, entries, old_results, new_results, list(other_files or []))
+    report.seconds = time.perf_counter() - start
+    return report

