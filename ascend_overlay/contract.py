@@ -27,29 +27,36 @@ def format_default(value: Any) -> str:
     return repr(value) if isinstance(value, _LITERALS) else "..."
 
 
-def signature_fingerprint(sig: inspect.Signature) -> str:
+def format_parameters(params: list[tuple[str, str, str | None]]) -> str:
+    """``(a, b=1, /, c, *, d)`` from (name, kind, default text or None) triples.
+
+    The one formatter of contract texts: live objects (``signature_fingerprint``) and static source
+    (``main2main.fingerprints``) both go through it, so a pin compares equal whichever produced it.
+    ``kind`` is an ``inspect.Parameter`` kind name in lower case (``positional_only`` ...).
+    """
     parts: list[str] = []
     saw_kwonly_marker = False
-    params = list(sig.parameters.values())
-    for index, p in enumerate(params):
-        if p.kind is p.VAR_POSITIONAL:
-            parts.append("*" + p.name)
+    for index, (name, kind, default) in enumerate(params):
+        if kind == "var_positional":
+            parts.append("*" + name)
             saw_kwonly_marker = True
             continue
-        if p.kind is p.VAR_KEYWORD:
-            parts.append("**" + p.name)
+        if kind == "var_keyword":
+            parts.append("**" + name)
             continue
-        if p.kind is p.KEYWORD_ONLY and not saw_kwonly_marker:
+        if kind == "keyword_only" and not saw_kwonly_marker:
             parts.append("*")
             saw_kwonly_marker = True
-        text = p.name
-        if p.default is not p.empty:
-            text += "=" + format_default(p.default)
-        parts.append(text)
-        if p.kind is p.POSITIONAL_ONLY and (index + 1 == len(params)
-                                            or params[index + 1].kind is not p.POSITIONAL_ONLY):
+        parts.append(name if default is None else f"{name}={default}")
+        if kind == "positional_only" and (index + 1 == len(params) or params[index + 1][1] != "positional_only"):
             parts.append("/")
     return "(" + ", ".join(parts) + ")"
+
+
+def signature_fingerprint(sig: inspect.Signature) -> str:
+    return format_parameters([
+        (p.name, p.kind.name.lower(), None if p.default is p.empty else format_default(p.default))
+        for p in sig.parameters.values()])
 
 
 def fingerprint(obj: Any) -> str:
@@ -79,8 +86,25 @@ def fingerprint(obj: Any) -> str:
 
 
 def split_params(fp: str) -> list[str]:
+    """Split a contract text into parameters, respecting quotes and brackets in defaults (``sep=","``)."""
     inner = fp[fp.index("(") + 1:fp.rindex(")")] if "(" in fp else ""
-    return [p.strip() for p in inner.split(",") if p.strip()]
+    parts, depth, quote, current = [], 0, "", []
+    for ch in inner:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current).strip())
+    return [p for p in parts if p]
 
 
 def explain_drift(pinned: str, found: str) -> str:

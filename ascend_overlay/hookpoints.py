@@ -25,7 +25,7 @@ def _fire(phase: Phase) -> None:
 
 def _hook(name: str, why: str) -> Patch:
     return Patch(name=name, phase=Phase.IMPORT, vllm=_SUPPORTED, why=why, remove_when="never: core hook",
-                 source="overlay")
+                 source="overlay", file=__file__)
 
 
 PLATFORM_FROM_PLATFORM = _hook(

@@ -123,3 +123,10 @@ def test_bad_patch_files_are_refused_alone(tmp_path: Path, body: str, message: s
     catalog = load_catalog([str(tmp_path)], entry_points=False, builtin=False)
     assert catalog.names() == ["good"]
     assert len(catalog.problems) == 1 and message in catalog.problems[0].message
+
+
+def test_drift_explanation_respects_commas_inside_defaults() -> None:
+    from ascend_overlay.contract import explain_drift
+
+    text = explain_drift("(self, sep=',', n=1)", "(self, sep=';', n=1)")
+    assert text.endswith("changed sep=',' -> sep=';'")

@@ -13,15 +13,13 @@ import ast
 from collections.abc import Callable
 from typing import Any
 
-import griffe
-
+from ascend_overlay.contract import format_parameters
 from ascend_overlay.main2main.tree import Found, StaticTree, is_opaque
 
 # The same literal types as ascend_overlay.contract._LITERALS: only these keep their value in a pin.
 LITERALS = (type(None), bool, int, float, str, bytes)
 OBJECT_INIT = "(self, /, *args, **kwargs)"  # what inspect.signature(object.__init__) gives
 
-_KIND = griffe.ParameterKind
 Resolver = Callable[[str], "str | None"]
 
 
@@ -101,29 +99,10 @@ def format_default(default: Any, names: dict[str, Any] | None = None, resolve: R
 
 
 def parameters_text(parameters: Any, *, names: dict[str, Any] | None = None, resolve: Resolver | None = None) -> str:
-    """``(a, b=1, *, c)`` from griffe parameters, with the marker rules of ``contract.signature_fingerprint``."""
-    params = list(parameters)
-    parts: list[str] = []
-    saw_kwonly_marker = False
-    for index, p in enumerate(params):
-        if p.kind is _KIND.var_positional:
-            parts.append("*" + p.name)
-            saw_kwonly_marker = True
-            continue
-        if p.kind is _KIND.var_keyword:
-            parts.append("**" + p.name)
-            continue
-        if p.kind is _KIND.keyword_only and not saw_kwonly_marker:
-            parts.append("*")
-            saw_kwonly_marker = True
-        text = p.name
-        if p.default is not None:
-            text += "=" + format_default(p.default, names, resolve)
-        parts.append(text)
-        if p.kind is _KIND.positional_only and (index + 1 == len(params)
-                                               or params[index + 1].kind is not _KIND.positional_only):
-            parts.append("/")
-    return "(" + ", ".join(parts) + ")"
+    """``(a, b=1, *, c)`` from griffe parameters, through the same formatter as live contracts."""
+    return format_parameters([
+        (p.name, p.kind.name.lower(), None if p.default is None else format_default(p.default, names, resolve))
+        for p in parameters])
 
 
 def module_literals(module: Any) -> dict[str, Any]:
