@@ -1,0 +1,139 @@
+"""The Ascend NPU as a vLLM out-of-tree platform.
+
+Only what vLLM 0.32/0.33 really asks of a platform is here, each member with the reason vLLM needs
+it; everything else keeps ``Platform``'s default, and attributes vLLM reads off the device module
+(``synchronize``, ``mem_get_info``, ``device_count``, ``Event``...) resolve through
+``Platform.__getattr__`` to ``torch.npu``, which ``torch_npu`` installs.
+
+vLLM imports this module only after ``platform_plugin()`` has seen ``torch_npu`` import and an NPU;
+importing vLLM and torch at module level is therefore fine here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import torch
+from vllm.platforms.interface import Platform, PlatformEnum
+from vllm.v1.attention.backends.registry import AttentionBackendEnum
+
+from ascend_overlay.npu import NPU_CUSTOM_OPS, WORKER_QUALNAME
+
+if TYPE_CHECKING:
+    from vllm.config import VllmConfig
+    from vllm.v1.attention.selector import AttentionSelectorConfig
+
+log = logging.getLogger("ascend_overlay")
+
+_NPU_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+class NPUPlatform(Platform):
+    _enum = PlatformEnum.OOT                # CustomOp dispatches enabled ops to forward_oot
+    device_name: str = "npu"
+    device_type: str = "npu"                # torch.device("npu"); also the torch.npu module name
+    dispatch_key: str = "PrivateUse1"       # the dispatch key torch_npu registers its kernels under
+    ray_device_key: str = "NPU"             # Ray's resource name for Ascend NPUs
+    device_control_env_var: str = "ASCEND_RT_VISIBLE_DEVICES"  # the CANN runtime's visibility mask
+    dist_backend: str = "hccl"              # every vLLM worker passes this to init_distributed_environment
+    # torch.compile's default (inductor) has no NPU code generator without extra Ascend packages;
+    # vLLM compiles small helpers with this backend, so keep them eager.
+    simple_compile_backend: str = "eager"
+
+    @classmethod
+    def pre_register_and_update(cls, parser: Any = None) -> None:
+        """vLLM's earliest per-process platform hook (before the config and CLI parsing): the
+        overlay's platform phase lands here, so platform patches precede everything they affect."""
+        from ascend_overlay import activation
+        from ascend_overlay.patch import Phase
+
+        overlay = activation.current()
+        if overlay is not None:
+            overlay.fire(Phase.PLATFORM)
+
+    @classmethod
+    def import_kernels(cls) -> None:
+        """vLLM calls this before any kernel runs. The default imports ``vllm._C`` (CUDA kernels,
+        absent from NPU builds: a misleading warning); the NPU's kernels are torch_npu's, and
+        importing it registers the ``npu`` device, ``torch.npu`` and the ``hccl`` backend."""
+        import torch_npu  # noqa: F401
+
+    @classmethod
+    def apply_config_platform_defaults(cls, vllm_config: VllmConfig) -> None:
+        """Runs before vLLM picks its compilation default (VLLM_COMPILE with inductor, which has no
+        NPU code generator here): make eager the default, which also makes custom ops default on."""
+        from vllm.config import CompilationMode
+
+        if vllm_config.compilation_config.mode is None:
+            vllm_config.compilation_config.mode = CompilationMode.NONE
+
+    @classmethod
+    def check_and_update_config(cls, vllm_config: VllmConfig) -> None:
+        """vLLM's config hook: enable the NPU custom ops, pick the NPU worker, and turn off graph
+        capture, which this platform does not provide (no ACL graph wrapper)."""
+        from vllm.config import CompilationMode, CUDAGraphMode
+
+        compilation = vllm_config.compilation_config
+        for name in NPU_CUSTOM_OPS:
+            # An explicit "-name" from the user wins; otherwise the op must be on, even under a
+            # "none" base, or its object would never reach forward_oot and the NPU kernel.
+            if f"-{name}" not in compilation.custom_ops and f"+{name}" not in compilation.custom_ops:
+                compilation.custom_ops.append(f"+{name}")
+        if compilation.mode not in (None, CompilationMode.NONE):
+            log.warning("ascend-overlay: compilation mode %s is not supported by the NPU platform; "
+                        "running eager", compilation.mode)
+            compilation.mode = CompilationMode.NONE
+        compilation.cudagraph_mode = CUDAGraphMode.NONE
+        compilation.cudagraph_capture_sizes = []
+        parallel = vllm_config.parallel_config
+        if parallel.worker_cls == "auto":
+            parallel.worker_cls = WORKER_QUALNAME
+
+    @classmethod
+    def get_attn_backend_cls(cls, selected_backend: AttentionBackendEnum | None,
+                             attn_selector_config: AttentionSelectorConfig,
+                             num_heads: int | None = None) -> str:
+        """vLLM asks the platform for the attention backend of every attention layer. An operator's
+        ``--attention-backend`` is honoured; otherwise FLEX_ATTENTION, the PyTorch-native backend
+        with no CUDA-only kernel. No NPU-native attention kernel is part of this patch set."""
+        if selected_backend is not None:
+            return selected_backend.get_path()
+        if attn_selector_config.use_mla or attn_selector_config.use_sparse:
+            raise NotImplementedError(
+                "MLA and sparse attention need an NPU attention backend, which ascend-overlay does not "
+                "provide; choose one with --attention-backend")
+        return AttentionBackendEnum.FLEX_ATTENTION.get_path()
+
+    @classmethod
+    def get_device_name(cls, device_id: int = 0) -> str:
+        """Logged, and recorded in the startup plan and usage stats."""
+        return torch.npu.get_device_name(device_id)
+
+    @classmethod
+    def get_device_total_memory(cls, device_id: int = 0) -> int:
+        """Sizes default batch limits (EngineArgs) and is recorded in the startup plan."""
+        return torch.npu.get_device_properties(device_id).total_memory
+
+    @classmethod
+    def set_device(cls, device: torch.device) -> None:
+        """Binds the worker's process to its NPU before any allocation."""
+        torch.npu.set_device(device)
+
+    @classmethod
+    def manual_seed_all(cls, seed: int) -> None:
+        """Called by vLLM's ``set_random_seed`` so sampling is reproducible on the device."""
+        torch.npu.manual_seed_all(seed)
+
+    @classmethod
+    def get_current_memory_usage(cls, device: torch.types.Device | None = None) -> float:
+        """The model runner's memory profiler measures weights and activations with this."""
+        torch.npu.reset_peak_memory_stats(device)
+        return float(torch.npu.max_memory_allocated(device))
+
+    @classmethod
+    def check_if_supports_dtype(cls, dtype: torch.dtype) -> None:
+        """Workers check the model dtype before loading it (the base raises NotImplementedError)."""
+        if dtype not in _NPU_DTYPES:
+            raise ValueError(f"dtype {dtype} is not supported on the NPU; use one of "
+                             f"{', '.join(str(d).replace('torch.', '') for d in _NPU_DTYPES)} (--dtype)")

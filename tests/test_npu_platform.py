@@ -1,0 +1,264 @@
+"""The NPU platform plugin, platform class and worker.
+
+Here (no NPU) the plugin must decline cheaply; with the torch_npu test double standing in for an
+NPU machine it must name the platform, whose methods reach ``torch.npu`` and whose worker brings up
+the distributed environment with HCCL on the right device.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+import torch
+
+from ascend_overlay import requirements
+from ascend_overlay.npu import NPU_CUSTOM_OPS, PLATFORM_QUALNAME, WORKER_QUALNAME, platform_plugin
+
+
+@pytest.fixture
+def torch_npu_double(monkeypatch: pytest.MonkeyPatch):
+    from npu_test_double import TorchNpuTestDouble
+
+    double = TorchNpuTestDouble()
+    double.__spec__ = importlib.machinery.ModuleSpec("torch_npu", None)
+    requirements.torch_npu_importable.cache_clear()
+    requirements.npu_available.cache_clear()
+    monkeypatch.setitem(sys.modules, "torch_npu", double)
+    monkeypatch.setattr(torch, "npu", double.npu, raising=False)
+    yield double
+    requirements.torch_npu_importable.cache_clear()
+    requirements.npu_available.cache_clear()
+
+
+# -- the plugin ------------------------------------------------------------------------------------
+
+def test_plugin_declines_here_without_importing_torch():
+    code = ("import sys\nfrom ascend_overlay.npu import platform_plugin\n"
+            "print(platform_plugin(), platform_plugin(), 'torch' in sys.modules, 'vllm' in sys.modules)")
+    env = {**os.environ, "VLLM_ASCEND_OVERLAY": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["None", "None", "False", "False"]
+
+
+def test_plugin_names_the_platform_on_an_npu_machine(torch_npu_double, monkeypatch):
+    monkeypatch.setenv("VLLM_ASCEND_OVERLAY", "1")
+    assert platform_plugin() == PLATFORM_QUALNAME
+
+
+@pytest.mark.parametrize("overlay", ["", "0", "bogus"])
+def test_plugin_stays_out_while_the_overlay_is_off(torch_npu_double, monkeypatch, overlay):
+    monkeypatch.setenv("VLLM_ASCEND_OVERLAY", overlay)
+    assert platform_plugin() is None
+
+
+def test_plugin_declines_when_no_npu_is_visible(torch_npu_double, monkeypatch):
+    monkeypatch.setenv("VLLM_ASCEND_OVERLAY", "1")
+    torch_npu_double.npu.device_count_value = 0
+    assert platform_plugin() is None
+
+
+# -- the platform class ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def npu_platform():
+    from ascend_overlay.npu.platform import NPUPlatform
+
+    return NPUPlatform
+
+
+def test_platform_identity(npu_platform):
+    from vllm.platforms.interface import PlatformEnum
+
+    p = npu_platform()
+    assert p._enum is PlatformEnum.OOT and p.is_out_of_tree()
+    assert (p.device_type, p.device_name, p.dispatch_key) == ("npu", "npu", "PrivateUse1")
+    assert p.dist_backend == "hccl" and p.device_control_env_var == "ASCEND_RT_VISIBLE_DEVICES"
+    assert p.simple_compile_backend == "eager"
+
+
+def test_platform_device_methods_reach_torch_npu(npu_platform, torch_npu_double):
+    npu = torch_npu_double.npu
+    assert npu_platform.get_device_name(1) == "Ascend910B-test-double"
+    assert npu_platform.get_device_total_memory(0) == npu.total_memory
+    npu_platform.set_device(torch.device("cpu"))
+    npu_platform.manual_seed_all(42)
+    assert npu_platform.get_current_memory_usage("dev") == 123_456.0
+    names = [c[0] for c in npu.calls]
+    assert names == ["get_device_name", "get_device_properties", "set_device", "manual_seed_all",
+                     "reset_peak_memory_stats", "max_memory_allocated"]
+    assert npu.calls[3] == ("manual_seed_all", (42,))
+    # Platform.__getattr__ resolves what vLLM reads off the device module (device_count...).
+    assert npu_platform().device_count() == 1
+
+
+def test_platform_dtype_check(npu_platform):
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        npu_platform.check_if_supports_dtype(dtype)
+    with pytest.raises(ValueError, match=r"float64 is not supported on the NPU; use one of bfloat16"):
+        npu_platform.check_if_supports_dtype(torch.float64)
+
+
+def test_attention_backend_choice(npu_platform):
+    from vllm.v1.attention.backends.registry import AttentionBackendEnum
+    from vllm.v1.attention.selector import AttentionSelectorConfig
+
+    plain = AttentionSelectorConfig(head_size=64, dtype=torch.bfloat16, kv_cache_dtype=None, block_size=128)
+    assert npu_platform.get_attn_backend_cls(None, plain) == AttentionBackendEnum.FLEX_ATTENTION.get_path()
+    chosen = AttentionBackendEnum.TRITON_ATTN
+    assert npu_platform.get_attn_backend_cls(chosen, plain) == chosen.get_path()
+    with pytest.raises(NotImplementedError, match="--attention-backend"):
+        npu_platform.get_attn_backend_cls(None, plain._replace(use_mla=True))
+
+
+def _fresh_config(**compilation):
+    from vllm.config import VllmConfig
+
+    cfg = VllmConfig()  # built under this machine's CPU platform; reset what the NPU hook decides
+    cfg.parallel_config.worker_cls = "auto"
+    for key, value in compilation.items():
+        setattr(cfg.compilation_config, key, value)
+    return cfg
+
+
+def test_config_hook_enables_npu_ops_and_picks_the_worker(npu_platform):
+    from vllm.config import CompilationMode, CUDAGraphMode
+
+    cfg = _fresh_config(custom_ops=["none", "-rms_norm"], mode=CompilationMode.VLLM_COMPILE)
+    npu_platform.check_and_update_config(cfg)
+    ops = cfg.compilation_config.custom_ops
+    assert "+silu_and_mul" in ops and "+rotary_embedding" in ops
+    assert "+rms_norm" not in ops and "-rms_norm" in ops, "an operator's explicit -op must win"
+    assert set(NPU_CUSTOM_OPS) == {"silu_and_mul", "rms_norm", "rotary_embedding"}
+    assert cfg.parallel_config.worker_cls == WORKER_QUALNAME
+    assert cfg.compilation_config.mode == CompilationMode.NONE
+    assert cfg.compilation_config.cudagraph_mode == CUDAGraphMode.NONE
+
+    cfg = _fresh_config(custom_ops=["all"])
+    cfg.parallel_config.worker_cls = "my.Worker"
+    npu_platform.check_and_update_config(cfg)
+    assert cfg.parallel_config.worker_cls == "my.Worker"
+
+
+def test_config_defaults_make_eager_the_default(npu_platform):
+    from vllm.config import CompilationMode
+
+    cfg = _fresh_config(mode=None)
+    npu_platform.apply_config_platform_defaults(cfg)
+    assert cfg.compilation_config.mode == CompilationMode.NONE
+    cfg = _fresh_config(mode=CompilationMode.VLLM_COMPILE)
+    npu_platform.apply_config_platform_defaults(cfg)
+    assert cfg.compilation_config.mode == CompilationMode.VLLM_COMPILE, "defaults never override a choice"
+
+
+def test_pre_register_fires_the_overlay_platform_phase(npu_platform):
+    from ascend_overlay import activation
+    from ascend_overlay.settings import Settings
+
+    overlay = activation.activate(door="test", settings=Settings(enabled=True, log_level="off"))
+    try:
+        assert overlay is not None and "platform" not in overlay.fired
+        npu_platform.pre_register_and_update()
+        assert "platform" in overlay.fired
+    finally:
+        activation.deactivate()
+
+
+# -- the worker --------------------------------------------------------------------------------------
+
+def _parallel(**overrides):
+    base = dict(distributed_executor_backend="mp", data_parallel_backend="mp", nnodes_within_dp=1,
+                data_parallel_rank_local=None, data_parallel_index=0, pipeline_parallel_size=1,
+                prefill_context_parallel_size=1, tensor_parallel_size=2)
+    base.update(overrides)
+    return types.SimpleNamespace(**base)
+
+
+def test_local_device_index_follows_vllm_0_32(monkeypatch):
+    from ascend_overlay.npu.worker import local_device_index
+
+    monkeypatch.setenv("VLLM_VERSION", "0.32.0")
+    assert local_device_index(_parallel(), 1) == 1
+    assert local_device_index(_parallel(data_parallel_rank_local=1), 1) == 3  # DP rank 1 takes devices 2, 3
+    assert local_device_index(_parallel(distributed_executor_backend="ray", data_parallel_rank_local=1), 1) == 1
+
+
+def test_local_device_index_uses_the_0_33_helper(monkeypatch):
+    from ascend_overlay.npu.worker import local_device_index
+
+    monkeypatch.setenv("VLLM_VERSION", "0.33.0")
+    seen = []
+    parallel = _parallel(get_local_gpu_index=lambda rank: seen.append(rank) or rank + 10)
+    assert local_device_index(parallel, 1) == 11 and seen == [1]
+
+
+def test_worker_brings_up_hccl_on_its_npu(torch_npu_double, monkeypatch):
+    """init_device on an NPU machine: the device, the dtype check, and HCCL. The distributed
+    bring-up, memory snapshot and model runner need a real NPU and are recorded instead."""
+    from ascend_overlay.npu import worker as worker_mod
+    from ascend_overlay.npu.platform import NPUPlatform
+
+    # torch_npu names the PrivateUse1 device "npu" on import (once per process, irreversibly);
+    # the worker builds torch.device("npu:N") from it.
+    if torch._C._get_privateuse1_backend_name() != "npu":
+        torch.utils.rename_privateuse1_backend("npu")
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "4,6")
+    monkeypatch.setenv("VLLM_VERSION", "0.32.0")
+    record: dict = {}
+    monkeypatch.setattr(worker_mod, "current_platform", NPUPlatform())
+    monkeypatch.setattr(worker_mod, "init_worker_distributed_environment",
+                        lambda cfg, rank, method, local_rank, backend: record.update(
+                            rank=rank, method=method, local_rank=local_rank, backend=backend))
+    monkeypatch.setattr(worker_mod, "MemorySnapshot", lambda device: ("snapshot", device))
+    monkeypatch.setattr(worker_mod, "request_memory", lambda snapshot, cache_config: 1 << 30)
+    monkeypatch.setattr(worker_mod.NPUWorker, "_init_workspace_and_model_runner",
+                        lambda self: record.update(runner_on=self.device))
+
+    w = object.__new__(worker_mod.NPUWorker)
+    w.device_config = types.SimpleNamespace(device_type="npu", device="npu")
+    w.parallel_config = _parallel(tensor_parallel_size=2)
+    w.model_config = types.SimpleNamespace(dtype=torch.bfloat16, seed=0)
+    w.cache_config = object()
+    w.vllm_config, w.rank, w.local_rank, w.distributed_init_method = object(), 1, 1, "tcp://127.0.0.1:1"
+    w.init_device()
+
+    assert w.device == torch.device("npu:1")  # local rank 1 -> physical 6 -> visible ordinal 1
+    assert ("set_device", (torch.device("npu:1"),)) in torch_npu_double.npu.calls
+    assert record == {"rank": 1, "method": "tcp://127.0.0.1:1", "local_rank": 1, "backend": "hccl",
+                      "runner_on": torch.device("npu:1")}
+    assert w.init_snapshot == ("snapshot", torch.device("npu:1")) and w.requested_memory == 1 << 30
+
+
+def test_worker_refuses_other_devices():
+    from ascend_overlay.npu.worker import NPUWorker
+
+    w = object.__new__(NPUWorker)
+    w.device_config = types.SimpleNamespace(device_type="cpu", device="cpu")
+    with pytest.raises(RuntimeError, match="NPUWorker needs the npu device"):
+        w.init_device()
+
+
+# -- end to end: no NPU here, so vLLM must run as stock CPU with the overlay on -------------------------
+
+@pytest.mark.e2e
+def test_e2e_without_npu_vllm_serves_on_cpu_and_kernel_patches_skip(tiny_model, tmp_path):
+    from harness import VllmServer, base_env, report_by_role
+
+    report = tmp_path / "report.jsonl"
+    with VllmServer(tiny_model, base_env(True, VLLM_ASCEND_OVERLAY_REPORT=str(report))) as server:
+        reply = server.complete("Hello world", max_tokens=4)
+        log = server.log()
+    assert reply["usage"]["completion_tokens"] == 4 and reply["choices"][0]["text"]
+    assert "device_config=cpu" in log, "vLLM must have run on its CPU platform"
+    assert "ascend_overlay_npu" not in log
+    workers = report_by_role(report)["worker"]
+    assert workers
+    for record in workers:
+        outcomes = {p["name"]: p for p in record["patches"]}
+        for name in ("npu_silu_and_mul", "npu_rms_norm", "npu_rotary_embedding"):
+            assert (outcomes[name]["status"], outcomes[name]["reason"]) == ("skipped", "requires npu")
