@@ -1,0 +1,161 @@
+"""Balance scheduling: keep new prefill work out of decode steps while the decode batch is large.
+
+The rule, evaluated at the start of every ``Scheduler.schedule`` call (one engine step):
+
+* D = the number of requests in the running queue that have finished their prompt (decoding);
+* T = ``VLLM_ASCEND_OVERLAY_BALANCE_THRESHOLD`` (an integer >= 0; default: half of
+  ``--max-num-seqs``, rounded down, at least 1).
+
+If D > 0 and D >= T, the step is *held*: it schedules the decodes and no prefill work, i.e. no
+waiting request is admitted unless it has at most one token left to compute (a fully cached
+prompt, which costs what a decode costs), and no partly prefilled prompt gets its next chunk.
+Otherwise (D == 0 or D < T) vLLM schedules exactly as it would without the patch. So a step mixes
+prefill with decode only while the decode batch is below T; with T of 0 or 1 steps never mix.
+
+The held step is vLLM's own prefill deferral (``schedule(throttle_prefills=True)``, the data-parallel
+balancing path of 0.32/0.33) with its saturation escape (``prefill_capacity_bound``) suspended for
+that one call: the rule, not the queue length, decides. Everything else (budgets, preemption, KV
+allocation, ordering) is vLLM's code. Requests held back wait at most until enough decodes finish,
+which max_tokens and max_model_len bound.
+
+``VLLM_ASCEND_OVERLAY_BALANCE_STATS=<file>`` appends one JSON line per step that scheduled work:
+the decode count at the start, the threshold, whether the step was held, whether prefill work was
+pending, and how many requests prefilled or decoded in it (``mixed`` when both). It lets an operator
+verify the rule and tune T on a live server; it costs nothing when unset.
+"""
+
+import json
+import os
+
+from ascend_overlay import Patch
+
+THRESHOLD_VAR = "VLLM_ASCEND_OVERLAY_BALANCE_THRESHOLD"
+STATS_VAR = "VLLM_ASCEND_OVERLAY_BALANCE_STATS"
+
+PATCH = Patch(
+    name="balance_scheduling",
+    phase="engine_core",
+    vllm=">=0.32,<0.34",
+    default=False,
+    why=("vLLM mixes prefill chunks into decode steps whenever budget allows, so every decode in the "
+         "batch waits for the prefill: inter-token latency jumps whenever a long prompt arrives. "
+         "Experimental rule: at the start of a step let D be the number of decoding requests and T "
+         f"{THRESHOLD_VAR} (integer >= 0, default max(1, max_num_seqs // 2)); if D > 0 and D >= T the "
+         "step schedules decodes only (no new admission needing more than one token of compute, no "
+         "further chunk of a partial prefill), else it is stock. Implemented by calling vLLM's own "
+         "schedule(throttle_prefills=True) with its saturation escape suspended for that step; "
+         "relies on Scheduler.running, Request.is_prefill_chunk and Scheduler.prefill_capacity_bound, "
+         "identical in 0.32 and 0.33."),
+    upstream="vllm/v1/core/sched/scheduler.py: Scheduler.schedule (throttle_prefills / prefill_capacity_bound)",
+    remove_when="vLLM offers a decode-protecting prefill policy of its own, or this experiment is judged not worth it",
+)
+
+
+def read_threshold(environ=None):
+    """The threshold set by the operator, or None for the default; a bad value raises ConfigError."""
+    from ascend_overlay.errors import ConfigError
+
+    env = os.environ if environ is None else environ
+    raw = env.get(THRESHOLD_VAR, "")
+    if not raw.strip():
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(THRESHOLD_VAR, raw, "an integer >= 0 (unset: max(1, max_num_seqs // 2))",
+                          "it is the decode batch size from which new prefills wait")
+    return value
+
+
+def default_threshold(max_num_seqs):
+    return max(1, max_num_seqs // 2)
+
+
+def decoding_count(running):
+    """Requests of the running queue past their prompt, as vLLM's own deferral counts them."""
+    return sum(1 for request in running if not request.is_prefill_chunk)
+
+
+def step_mix(scheduler_output):
+    """(prefilling, decoding) request counts of one step: a request's share is a prefill when it
+    computes more than one token beyond its speculative tokens."""
+    spec = scheduler_output.scheduled_spec_decode_tokens
+    prefill = decode = 0
+    for req_id, num_tokens in scheduler_output.num_scheduled_tokens.items():
+        if num_tokens > 1 + len(spec.get(req_id, ())):
+            prefill += 1
+        else:
+            decode += 1
+    return prefill, decode
+
+
+def prefill_pending(scheduler):
+    return (bool(scheduler.waiting) or bool(scheduler.kv_holding_waiting)
+            or any(request.is_prefill_chunk for request in scheduler.running))
+
+
+class StatsFile:
+    """Per-step JSON lines for ``VLLM_ASCEND_OVERLAY_BALANCE_STATS``; writing never fails a step."""
+
+    def __init__(self, path):
+        self.path = path
+        self.step = 0
+        try:
+            self.handle = open(path, "a", buffering=1, encoding="utf-8")  # open for the process lifetime
+        except OSError as exc:
+            from ascend_overlay.errors import ConfigError
+
+            raise ConfigError(STATS_VAR, path, "a writable file path (lines are appended)",
+                              exc.strerror or str(exc)) from None
+
+    @classmethod
+    def from_env(cls, environ=None):
+        env = os.environ if environ is None else environ
+        path = env.get(STATS_VAR, "").strip()
+        return cls(path) if path else None
+
+    def write(self, record):
+        self.step += 1
+        try:
+            self.handle.write(json.dumps({"pid": os.getpid(), "step": self.step, **record}) + "\n")
+        except (OSError, ValueError) as exc:
+            import logging
+
+            logging.getLogger("ascend_overlay").warning("ascend-overlay: %s: stats stopped: %s", STATS_VAR, exc)
+            self.write = lambda record: None
+
+
+@PATCH.replace("vllm.v1.core.sched.scheduler:Scheduler.schedule",
+               contract="(self, throttle_prefills=False)", factory=True)
+def make_balanced_schedule(original):
+    # Read once, at apply time: a bad value fails this patch alone (vLLM then schedules stock and
+    # the overlay reports why), instead of failing a step later.
+    configured = read_threshold()
+    stats = StatsFile.from_env()
+
+    def schedule(self, throttle_prefills=False):
+        threshold = configured if configured is not None else default_threshold(self.scheduler_config.max_num_seqs)
+        decoding = decoding_count(self.running)
+        held = decoding > 0 and decoding >= threshold
+        pending = prefill_pending(self) if stats is not None else None
+        if not held:
+            output = original(self, throttle_prefills)
+        else:
+            saved = self.prefill_capacity_bound
+            self.prefill_capacity_bound = False
+            try:
+                output = original(self, True)
+            finally:
+                # A deferring step does not update the flag in vLLM either: restore it untouched.
+                self.prefill_capacity_bound = saved
+        if stats is not None and output.total_num_scheduled_tokens > 0:
+            prefill, decode = step_mix(output)
+            stats.write({"decoding": decoding, "threshold": threshold, "held": held,
+                         "prefill_pending": pending, "prefill_reqs": prefill, "decode_reqs": decode,
+                         "mixed": prefill > 0 and decode > 0})
+        return output
+
+    schedule.__qualname__ = "Scheduler.schedule"
+    return schedule
