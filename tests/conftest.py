@@ -21,3 +21,34 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="module")
+def vllm_config():
+    """vLLM's CustomOp layers can only be built inside a current VllmConfig."""
+    from vllm.config import VllmConfig, set_current_vllm_config
+
+    with set_current_vllm_config(VllmConfig()) as ctx:
+        yield ctx
+
+
+@pytest.fixture
+def torch_npu_double(monkeypatch: pytest.MonkeyPatch):
+    """Installs ``TorchNpuTestDouble`` as ``torch_npu`` (and ``torch.npu``) for one test: the stand-in
+    for what cannot exist on these machines. Requirement caches are reset around it."""
+    import importlib.machinery
+
+    import torch
+    from npu_test_double import TorchNpuTestDouble
+
+    from ascend_overlay import requirements
+
+    double = TorchNpuTestDouble()
+    double.__spec__ = importlib.machinery.ModuleSpec("torch_npu", None)
+    requirements.torch_npu_importable.cache_clear()
+    requirements.npu_available.cache_clear()
+    monkeypatch.setitem(sys.modules, "torch_npu", double)
+    monkeypatch.setattr(torch, "npu", double.npu, raising=False)
+    yield double
+    requirements.torch_npu_importable.cache_clear()
+    requirements.npu_available.cache_clear()

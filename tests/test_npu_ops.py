@@ -7,13 +7,9 @@ imported on this machine; the CPU half uses nothing but vLLM and torch.
 
 from __future__ import annotations
 
-import importlib.machinery
-import sys
-
 import pytest
 import torch
 
-from ascend_overlay import requirements
 from ascend_overlay.npu import ops
 
 DTYPES = [torch.float32, torch.bfloat16]
@@ -21,30 +17,6 @@ EXACT = {"atol": 0.0, "rtol": 0.0}
 # The test double computes fused kernels in float32 and rounds once; vLLM's bfloat16 path rounds
 # after the normalisation and again after the weight: one bfloat16 ulp apart at most.
 FUSED_TOL = {torch.float32: {"atol": 1e-5, "rtol": 1e-5}, torch.bfloat16: {"atol": 2e-2, "rtol": 1.6e-2}}
-
-
-@pytest.fixture(scope="module")
-def vllm_config():
-    """vLLM's CustomOp layers can only be built inside a current VllmConfig."""
-    from vllm.config import VllmConfig, set_current_vllm_config
-
-    with set_current_vllm_config(VllmConfig()) as ctx:
-        yield ctx
-
-
-@pytest.fixture
-def torch_npu_double(monkeypatch: pytest.MonkeyPatch):
-    from npu_test_double import TorchNpuTestDouble
-
-    double = TorchNpuTestDouble()
-    double.__spec__ = importlib.machinery.ModuleSpec("torch_npu", None)
-    requirements.torch_npu_importable.cache_clear()
-    requirements.npu_available.cache_clear()
-    monkeypatch.setitem(sys.modules, "torch_npu", double)
-    monkeypatch.setattr(torch, "npu", double.npu, raising=False)
-    yield double
-    requirements.torch_npu_importable.cache_clear()
-    requirements.npu_available.cache_clear()
 
 
 @pytest.fixture

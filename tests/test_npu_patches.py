@@ -3,9 +3,6 @@ applied, routing vLLM's own layer objects to the NPU kernels (through the torch_
 
 from __future__ import annotations
 
-import importlib.machinery
-import sys
-
 import pytest
 import torch
 
@@ -22,29 +19,6 @@ KERNEL_PATCHES = ("npu_silu_and_mul", "npu_rms_norm", "npu_rotary_embedding")
 @pytest.fixture(scope="module")
 def catalog():
     return load_catalog(entry_points=False)
-
-
-@pytest.fixture(scope="module")
-def vllm_config():
-    from vllm.config import VllmConfig, set_current_vllm_config
-
-    with set_current_vllm_config(VllmConfig()) as ctx:
-        yield ctx
-
-
-@pytest.fixture
-def torch_npu_double(monkeypatch: pytest.MonkeyPatch):
-    from npu_test_double import TorchNpuTestDouble
-
-    double = TorchNpuTestDouble()
-    double.__spec__ = importlib.machinery.ModuleSpec("torch_npu", None)
-    requirements.torch_npu_importable.cache_clear()
-    requirements.npu_available.cache_clear()
-    monkeypatch.setitem(sys.modules, "torch_npu", double)
-    monkeypatch.setattr(torch, "npu", double.npu, raising=False)
-    yield double
-    requirements.torch_npu_importable.cache_clear()
-    requirements.npu_available.cache_clear()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ the distributed environment with HCCL on the right device.
 
 from __future__ import annotations
 
-import importlib.machinery
 import os
 import subprocess
 import sys
@@ -16,24 +15,7 @@ import types
 import pytest
 import torch
 
-from ascend_overlay import requirements
 from ascend_overlay.npu import NPU_CUSTOM_OPS, PLATFORM_QUALNAME, WORKER_QUALNAME, platform_plugin
-
-
-@pytest.fixture
-def torch_npu_double(monkeypatch: pytest.MonkeyPatch):
-    from npu_test_double import TorchNpuTestDouble
-
-    double = TorchNpuTestDouble()
-    double.__spec__ = importlib.machinery.ModuleSpec("torch_npu", None)
-    requirements.torch_npu_importable.cache_clear()
-    requirements.npu_available.cache_clear()
-    monkeypatch.setitem(sys.modules, "torch_npu", double)
-    monkeypatch.setattr(torch, "npu", double.npu, raising=False)
-    yield double
-    requirements.torch_npu_importable.cache_clear()
-    requirements.npu_available.cache_clear()
-
 
 # -- the plugin ------------------------------------------------------------------------------------
 
