@@ -67,10 +67,11 @@ def test_overlay_on_fires_each_phase_in_its_own_process(tiny_model: Path, tmp_pa
 
 
 def test_vllm_command_fails_without_overlay(tiny_model: Path) -> None:
-    proc = subprocess.run([str(BIN / "vllm"), "--version"], env=base_env(overlay=False),
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
-    assert "PackageNotFoundError" in proc.stderr
+    for args in (["--version"], ["serve", str(tiny_model), "--port", "1"]):
+        proc = subprocess.run([str(BIN / "vllm"), *args], env=base_env(overlay=False),
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0
+        assert "PackageNotFoundError: No package metadata was found for vllm" in proc.stderr
     on = subprocess.run([str(BIN / "vllm"), "--version"], env=base_env(overlay=True),
                         capture_output=True, text=True, timeout=120)
     assert on.returncode == 0, on.stderr[-2000:]
