@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any
 
 from ascend_overlay import applier, import_hooks, report
@@ -36,6 +37,7 @@ class Overlay:
         self.fired: set[str] = set()
         self.applied: dict[str, applier.AppliedPatch] = {}
         self.active = True
+        self._lock = threading.RLock()
         self._import_hooks: list[tuple[str, Any]] = []
         self.report = report.ProcessReport(vllm=str(self.version) if self.version else None,
                                            vllm_dist=vllm_distribution_name())
@@ -85,12 +87,13 @@ class Overlay:
     def fire(self, phase: Phase | str) -> None:
         """Apply every patch of ``phase``; at most once per process, whoever calls."""
         phase = Phase(phase)
-        if phase.value in self.fired or not self.active:
-            return
-        self.fired.add(phase.value)
-        self.report.phases.append(phase.value)
-        for patch in self.catalog.for_phase(phase):
-            self.apply(patch)
+        with self._lock:  # vLLM may reach two hook points from two threads; the phase runs once
+            if phase.value in self.fired or not self.active:
+                return
+            self.fired.add(phase.value)
+            self.report.phases.append(phase.value)
+            for patch in self.catalog.for_phase(phase):
+                self.apply(patch)
         self.emit(f"phase:{phase.value}")
         if phase in ROLE_PHASES and self.settings.log_level != "off":
             log.info("ascend-overlay: %s", self.report.summary_line())
@@ -151,6 +154,7 @@ class Overlay:
     def adopt_fork(self) -> None:
         """In a forked child: keep the parent's patches (they are already in memory), start a new report."""
         parent = self.report
+        self._lock = threading.RLock()  # a lock held by another parent thread at fork time never frees
         self.report = report.ProcessReport(vllm=parent.vllm, vllm_dist=parent.vllm_dist,
                                            doors=["fork"], forked_from=parent.pid,
                                            problems=list(parent.problems))

@@ -95,3 +95,17 @@ def test_overlay_off_is_stock(tiny_model: Path, tmp_path: Path) -> None:
     assert list(roles) == ["main"]
     assert roles["main"][0]["phases"] == ["platform", "engine_core", "worker"]
     assert "ascend-overlay: role=main" in on_log
+
+
+def test_plugin_door_alone_reaches_every_process(tiny_model: Path, tmp_path: Path) -> None:
+    """Without our sitecustomize on PYTHONPATH (as in a Ray worker), the pip-installed
+    vllm.general_plugins entry point and the engine-core target still activate every process."""
+    report = tmp_path / "report.jsonl"
+    env = base_env(overlay=False, VLLM_ASCEND_OVERLAY="1", VLLM_ASCEND_OVERLAY_REPORT=str(report))
+    assert str(REPO) not in env["PYTHONPATH"].split(":")
+    run_offline(tiny_model, env, tmp_path, PROMPTS[:1], max_tokens=2)
+    roles = report_by_role(report)
+    main, core, worker = roles["main"][0], roles["engine_core"][0], roles["worker"][0]
+    assert main["doors"][0] == "general_plugin" and main["phases"] == ["platform"]
+    assert core["doors"][0] == "engine_core_target" and core["phases"] == ["engine_core"]
+    assert worker["doors"][0] == "general_plugin" and worker["phases"] == ["worker"]
