@@ -146,8 +146,14 @@ class Overlay:
         for module_name, hook in self._import_hooks:
             import_hooks.remove(module_name, hook)
         self._import_hooks.clear()
+        errors = []
         for name in reversed(list(self.applied)):
-            self.unpatch(name)
+            try:
+                self.unpatch(name)
+            except PatchApplyError as exc:  # keep undoing the others; say what could not be restored
+                errors.append(f"{name}: {exc}")
+        if errors:
+            self._fail(PatchApplyError("could not fully undo: " + "; ".join(errors)))
 
     # -- fork ----------------------------------------------------------------------------------
 

@@ -265,3 +265,18 @@ def test_apply_twice_is_a_noop(pkg: str, tmp_path: Path) -> None:
     assert overlay.apply(overlay.catalog.get("wrap_compute")) is True
     assert activation.activate(settings=_settings(tmp_path / "hotfix")) is overlay
     assert mod.compute is wrapper and mod.compute.__wrapped__ is mod.ORIGINALS["compute"]
+
+
+def test_undo_refuses_to_clobber_a_later_change_but_undoes_the_rest(pkg: str, tmp_path: Path) -> None:
+    _standard_patches(tmp_path / "hotfix", pkg)
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    mod = __import__(pkg)
+
+    def someone_elses(x):
+        return -1
+
+    mod.compute = someone_elses  # a third party patched after us
+    overlay.deactivate()
+    assert mod.compute is someone_elses, "undo overwrote a change made after the overlay's"
+    assert mod.Widget.__dict__["size"] is mod.ORIGINALS["size"], "the other patch was not undone"
+    activation.deactivate()
