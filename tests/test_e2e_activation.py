@@ -64,6 +64,7 @@ def test_overlay_on_fires_each_phase_in_its_own_process(tiny_model: Path, tmp_pa
     log = server.log()
     for role in ("api_server", "engine_core", "worker"):
         assert f"ascend-overlay: role={role} " in log
+    assert "Unknown vLLM environment variable detected: VLLM_ASCEND_OVERLAY" not in log
 
 
 def test_vllm_command_fails_without_overlay(tiny_model: Path) -> None:
