@@ -30,10 +30,10 @@ def platform_plugin() -> str | None:
     such as vllm-ascend, since vLLM refuses two active out-of-tree platforms).
     """
     from ascend_overlay.errors import ConfigError
-    from ascend_overlay.settings import ACTIVATE, parse_flag
+    from ascend_overlay.settings import ACTIVATE, read
 
     try:
-        if not parse_flag(ACTIVATE):
+        if not read(ACTIVATE):
             return None
     except ConfigError:
         return None  # the bootstrap reports the bad value; a platform probe is not the place to fail

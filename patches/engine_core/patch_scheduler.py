@@ -51,22 +51,27 @@ PATCH = Patch(
 )
 
 
+def _parse_threshold(raw):
+    text = raw.strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValueError("")
+    return int(text)
+
+
+THRESHOLD = PATCH.variable(
+    THRESHOLD_VAR, default=None, parse=_parse_threshold,
+    accepted="an integer >= 0 (unset: max(1, max_num_seqs // 2))",
+    doc="balance scheduling: the decode batch size from which new prefills wait")
+STATS = PATCH.variable(
+    STATS_VAR, default=None, parse=lambda raw: raw.strip() or None, accepted="a writable file path (lines are appended)",
+    doc="balance scheduling: append one JSON line per step that scheduled work to this file")
+
+
 def read_threshold(environ=None):
     """The threshold set by the operator, or None for the default; a bad value raises ConfigError."""
-    from ascend_overlay.errors import ConfigError
-
-    env = os.environ if environ is None else environ
-    raw = env.get(THRESHOLD_VAR, "")
-    if not raw.strip():
-        return None
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(THRESHOLD_VAR, raw, "an integer >= 0 (unset: max(1, max_num_seqs // 2))",
-                          "it is the decode batch size from which new prefills wait")
-    return value
+    return THRESHOLD.read(environ)
 
 
 def default_threshold(max_num_seqs):
@@ -112,8 +117,7 @@ class StatsFile:
 
     @classmethod
     def from_env(cls, environ=None):
-        env = os.environ if environ is None else environ
-        path = env.get(STATS_VAR, "").strip()
+        path = STATS.read(environ)
         return cls(path) if path else None
 
     def write(self, record):
