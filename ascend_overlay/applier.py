@@ -89,12 +89,29 @@ class Change:
 
     def undo(self) -> None:
         if vars(self.owner).get(self.attr, _ABSENT) is not self.after:
+            if _splice_out(self):
+                return
             # Someone replaced our object after us; restoring over theirs would lose their change.
-            raise PatchApplyError(f"{self.label} was changed by someone else after the overlay patched it")
+            raise PatchApplyError(f"{self.label} was changed by someone else after the overlay patched it; "
+                                  "their object was left in place (restart the process for vLLM's original)")
         if self.before is _ABSENT:
             delattr(self.owner, self.attr)
         else:
             setattr(self.owner, self.attr, self.before)
+
+
+def _splice_out(change: Change) -> bool:
+    """A third party wrapped our wrapper with wrapt: take ours out of the chain, keep theirs on top
+    (wrapt's own ``unwrap_object`` splices by identity). False when ours is not in the chain."""
+    import wrapt
+
+    if not isinstance(change.after, wrapt.FunctionWrapper):
+        return False
+    try:
+        wrapt.unwrap_object(change.owner, change.attr, change.after)
+    except (wrapt.WrapperNotFoundError, wrapt.WrapperNotOutermostError, wrapt.PathResolutionError):
+        return False
+    return True
 
 
 @dataclass
