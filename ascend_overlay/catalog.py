@@ -20,7 +20,7 @@ from pathlib import Path
 from ascend_overlay import hotfix
 from ascend_overlay.errors import PatchDeclarationError
 from ascend_overlay.outcomes import Decision, Reason
-from ascend_overlay.patch import Patch, Phase
+from ascend_overlay.patch import EditKind, Patch, Phase
 from ascend_overlay.settings import Variable
 
 ENTRY_POINT_GROUP = "ascend_overlay.patches"
@@ -232,17 +232,23 @@ def _settle_conflicts(catalog: Catalog) -> None:
         for old in patch.supersedes:
             if catalog.get(old) is not None:
                 catalog.blocked[old] = Decision(False, Reason.SUPERSEDED, f"superseded by {patch.name}")
-    owner: dict[str, Patch] = {}
+    # Wrappers compose (each sees the call and passes it on, in load order), so any number of wrap
+    # edits may share a target; a replacement owns its target alone.
+    owners: dict[str, list[tuple[Patch, EditKind]]] = {}
     for patch in kept:
         if patch.name in catalog.blocked:
             continue
-        for target in patch.targets:
-            first = owner.get(target)
-            if first is None:
-                owner[target] = patch
-            elif first.name not in catalog.blocked:
+        for edit in patch.edits:
+            held = [(p, kind) for p, kind in owners.get(edit.target, []) if p.name not in catalog.blocked]
+            clash = next((p for p, kind in held if kind is EditKind.REPLACE or edit.kind is EditKind.REPLACE), None)
+            if clash is not None:
                 catalog.blocked[patch.name] = Decision(
-                    False, Reason.CONFLICT, f"conflict: {first.name} ({first.source}) also patches {target}",
-                    f"declare supersedes=('{first.name}',) if this patch should win, or disable one with "
-                    f"VLLM_ASCEND_OVERLAY_DISABLE")
+                    False, Reason.CONFLICT,
+                    f"conflict: {clash.name} ({clash.source}) also patches {edit.target}, and a replacement "
+                    f"cannot share its target",
+                    f"declare supersedes=('{clash.name}',) if this patch should win, make both edits wraps if "
+                    f"they compose, or disable one with VLLM_ASCEND_OVERLAY_DISABLE")
                 break
+        else:
+            for edit in patch.edits:
+                owners.setdefault(edit.target, []).append((patch, edit.kind))

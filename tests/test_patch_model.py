@@ -235,6 +235,45 @@ def test_two_patches_on_one_target_conflict_at_load(pkg: str, tmp_path: Path) ->
     assert sys.modules[pkg].compute(0) == 1
 
 
+def test_wraps_on_one_target_compose_in_load_order_and_undo_in_any_order(pkg: str, tmp_path: Path) -> None:
+    for n, op in ((1, "+ 100"), (2, "* 2")):
+        write_patch(tmp_path / "hotfix", "platform", f"patch_w{n}.py", f'''
+            PATCH = Patch(name="wrap_{n}", phase="platform", vllm=">=0", why="t", remove_when="t")
+
+            @PATCH.wrap("{pkg}:compute", contract="(x)")
+            def around(wrapped, instance, args, kwargs):
+                return wrapped(*args, **kwargs) {op}
+        ''')
+    mod = __import__(pkg)
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    phases.fire("platform")
+    assert overlay.catalog.blocked == {}
+    assert mod.compute(1) == (2 + 100) * 2, "the second wrapper must see the first one's result"
+    overlay.unpatch("wrap_1")  # the inner one first: spliced out from under wrap_2
+    assert mod.compute(1) == 2 * 2
+    activation.deactivate()
+    assert mod.compute is mod.ORIGINALS["compute"]
+
+
+def test_a_replacement_and_a_wrap_on_one_target_conflict(pkg: str, tmp_path: Path) -> None:
+    write_patch(tmp_path / "hotfix", "platform", "patch_a.py", f'''
+        PATCH = Patch(name="wraps_it", phase="platform", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.wrap("{pkg}:compute")
+        def around(wrapped, instance, args, kwargs):
+            return wrapped(*args, **kwargs)
+    ''')
+    write_patch(tmp_path / "hotfix", "platform", "patch_b.py", f'''
+        PATCH = Patch(name="replaces_it", phase="platform", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.replace("{pkg}:compute")
+        def compute(x):
+            return 0
+    ''')
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    assert "a replacement cannot share its target" in overlay.catalog.blocked["replaces_it"].text
+
+
 def test_supersedes_settles_the_conflict(pkg: str, tmp_path: Path) -> None:
     write_patch(tmp_path / "a", "platform", "patch_old.py", f'''
         PATCH = Patch(name="old_fix", phase="platform", vllm=">=0", why="t", remove_when="t")
