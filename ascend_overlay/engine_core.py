@@ -43,11 +43,11 @@ def overrides() -> tuple[type, type]:
         return base.run_engine_core(*args, **kwargs)
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        fire(Phase.ENGINE_CORE)
+        fire(Phase.ENGINE_CORE, "EngineCoreProc override")
         base.__init__(self, *args, **kwargs)
 
     def dp_init(self: Any, *args: Any, **kwargs: Any) -> None:
-        fire(Phase.ENGINE_CORE)
+        fire(Phase.ENGINE_CORE, "DPEngineCoreProc override")
         dp_base.__init__(self, *args, **kwargs)
 
     classes = []

@@ -39,7 +39,7 @@ PLATFORM_FROM_PLATFORM = _hook(
 @PLATFORM_FROM_PLATFORM.wrap("vllm.platforms.interface:Platform.pre_register_and_update",
                              contract="(cls, parser=None)")
 def _on_pre_register(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    fire(Phase.PLATFORM)
+    fire(Phase.PLATFORM, "Platform.pre_register_and_update")
     return wrapped(*args, **kwargs)
 
 
@@ -52,14 +52,14 @@ PLATFORM_FROM_ARGS = _hook(
 @PLATFORM_FROM_ARGS.wrap("vllm.engine.arg_utils:EngineArgs.create_engine_config",
                          contract="(self, usage_context=None, headless=False)")
 def _on_create_engine_config(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    fire(Phase.PLATFORM)
+    fire(Phase.PLATFORM, "EngineArgs.create_engine_config")
     return wrapped(*args, **kwargs)
 
 
 @PLATFORM_FROM_ARGS.wrap("vllm.engine.arg_utils:AsyncEngineArgs.add_cli_args",
                          contract="(parser, async_args_only=False)")
 def _on_add_cli_args(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    fire(Phase.PLATFORM)
+    fire(Phase.PLATFORM, "AsyncEngineArgs.add_cli_args")
     return wrapped(*args, **kwargs)
 
 
@@ -69,7 +69,7 @@ WORKER = _hook("hook_worker_init",
 
 @WORKER.wrap("vllm.v1.worker.worker_base:WorkerWrapperBase.init_worker", contract="(self, all_kwargs)")
 def _on_init_worker(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    fire(Phase.WORKER)
+    fire(Phase.WORKER, "WorkerWrapperBase.init_worker")
     return wrapped(*args, **kwargs)
 
 
@@ -108,7 +108,7 @@ ENGINE_CORE_IN_PROCESS = _hook(
                              contract="(self, vllm_config, executor_class, log_stats, executor_fail_callback=None, "
                                       "include_finished_set=False)")
 def _on_engine_core_init(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    fire(Phase.ENGINE_CORE)
+    fire(Phase.ENGINE_CORE, "EngineCore.__init__")
     return wrapped(*args, **kwargs)
 
 
@@ -134,15 +134,16 @@ def _code_of(target: str) -> Any:
     return getattr(obj, "__code__", None)
 
 
-def caller_phase(frame: FrameType | None) -> Phase | None:
-    """The phase of the declared hook point running in ``frame`` or just above it, if any."""
-    codes = {code: phase for target, phase in PLUGIN_CALLERS.items() if (code := _code_of(target)) is not None}
+def caller_phase(frame: FrameType | None) -> tuple[Phase, str] | None:
+    """The phase and target of the declared hook point running in ``frame`` or just above it."""
+    codes = {code: (phase, target) for target, phase in PLUGIN_CALLERS.items()
+             if (code := _code_of(target)) is not None}
     for _ in range(_MAX_DEPTH):
         if frame is None:
             return None
-        phase = codes.get(frame.f_code)
-        if phase is not None:
-            return phase
+        found = codes.get(frame.f_code)
+        if found is not None:
+            return found
         frame = frame.f_back
     return None
 

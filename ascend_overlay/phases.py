@@ -22,17 +22,18 @@ class Phase(str, enum.Enum):
     WORKER = "worker"            # each worker process, before the worker class is built
 
 
-_runner: Callable[[Phase], None] | None = None
+_runner: Callable[[Phase, str], None] | None = None
 
 
-def fire(phase: Phase | str) -> None:
-    """Land every patch of ``phase`` in this process: once per process, whoever calls first."""
+def fire(phase: Phase | str, origin: str = "") -> None:
+    """Land every patch of ``phase`` in this process: once per process, whoever calls first.
+    ``origin`` names the hook point calling, for the report (``fired_from``)."""
     runner = _runner
     if runner is not None:
-        runner(Phase(phase))
+        runner(Phase(phase), origin)
 
 
-def plug(runner: Callable[[Phase], None] | None) -> None:
+def plug(runner: Callable[[Phase, str], None] | None) -> None:
     """Called by activation only: the active overlay's phase runner, or None when it switches off."""
     global _runner
     _runner = runner

@@ -18,6 +18,7 @@ from ascend_overlay import activation, hookpoints, phases
 def register() -> None:
     if activation.activate(door="general_plugin") is None:
         return
-    phase = hookpoints.caller_phase(sys._getframe(1))
-    if phase is not None:
-        phases.fire(phase)
+    caller = hookpoints.caller_phase(sys._getframe(1))
+    if caller is not None:
+        phase, target = caller
+        phases.fire(phase, f"general plugin door, inside {target.partition(':')[2]}")

@@ -70,6 +70,7 @@ class ProcessReport:
     host: str = field(default_factory=socket.gethostname)
     doors: list[str] = field(default_factory=list)
     phases: list[str] = field(default_factory=list)
+    fired_from: dict[str, str] = field(default_factory=dict)   # phase -> the hook point that fired it
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     problems: list[dict[str, str]] = field(default_factory=list)
     vllm: str | None = None
@@ -96,6 +97,7 @@ class ProcessReport:
             "vllm_dist": self.vllm_dist,
             "doors": list(self.doors),
             "phases": list(self.phases),
+            "fired_from": dict(self.fired_from),
             "patches": [asdict(o) for o in self.outcomes.values()],
             "problems": list(self.problems),
         }

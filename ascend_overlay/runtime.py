@@ -113,13 +113,14 @@ class Overlay:
 
     # -- phases --------------------------------------------------------------------------------
 
-    def run_phase(self, phase: Phase) -> None:
+    def run_phase(self, phase: Phase, origin: str = "") -> None:
         """Apply every patch of ``phase``; at most once per process (``phases.fire`` calls this)."""
         with self._lock:  # vLLM may reach two hook points from two threads; the phase runs once
             if phase in self.fired or not self.active:
                 return
             self.fired.add(phase)
             self.report.phases.append(phase.value)
+            self.report.fired_from[phase.value] = origin or "-"
             for patch in self.catalog.for_phase(phase):
                 self.apply(patch)
         self.emit(f"phase:{phase.value}")

@@ -60,6 +60,9 @@ def test_overlay_on_fires_each_phase_in_its_own_process(tiny_model: Path, tmp_pa
     assert "platform" in main["phases"] and "engine_core" not in main["phases"] and "worker" not in main["phases"]
     assert core["phases"] == ["engine_core"]
     assert worker["phases"] == ["worker"]
+    assert core["fired_from"] == {"engine_core": "EngineCoreProc override"}
+    assert worker["fired_from"] == {"worker": "WorkerWrapperBase.init_worker"}
+    assert main["fired_from"]["platform"] in ("Platform.pre_register_and_update", "AsyncEngineArgs.add_cli_args")
     assert outcome(main, "e2e_platform_max_len")["status"] == "applied"
     assert outcome(core, "e2e_engine_core_max_tokens")["status"] == "applied"
     assert outcome(worker, "e2e_worker_forced_token")["status"] == "applied"
@@ -125,3 +128,5 @@ def test_plugin_door_alone_reaches_every_process(tiny_model: Path, tmp_path: Pat
     assert main["doors"][0] == "general_plugin" and main["phases"] == ["platform"]
     assert core["doors"][0] == "engine_core_target" and core["phases"] == ["engine_core"]
     assert worker["doors"][0] == "general_plugin" and worker["phases"] == ["worker"]
+    # The worker's phase came from the plugin door, which recognised vLLM's declared caller.
+    assert worker["fired_from"] == {"worker": "general plugin door, inside WorkerWrapperBase.init_worker"}
