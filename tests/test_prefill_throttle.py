@@ -1,4 +1,4 @@
-"""Balance scheduling (patches/engine_core/patch_scheduler.py).
+"""Prefill throttle (patches/engine_core/patch_scheduler.py).
 
 In-process tests drive vLLM's real ``Scheduler`` step by step (the model's output is a fixed token:
 scheduling does not depend on its value), with and without the patch, on one workload of long
@@ -15,20 +15,20 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
+from scheduler_harness import build_scheduler
 
 from ascend_overlay import applier
 from ascend_overlay.catalog import load_catalog
-from ascend_overlay.errors import ConfigError, PatchApplyError
+from ascend_overlay.errors import ConfigError
 
-THRESHOLD_VAR = "VLLM_ASCEND_OVERLAY_BALANCE_THRESHOLD"
-STATS_VAR = "VLLM_ASCEND_OVERLAY_BALANCE_STATS"
+THRESHOLD_VAR = "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD"
+STATS_VAR = "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_STATS"
 
 
 @pytest.fixture(scope="module")
 def patch():
     catalog = load_catalog(entry_points=False)
-    found = catalog.get("balance_scheduling")
+    found = catalog.get("prefill_throttle")
     assert found is not None
     return found
 
@@ -36,7 +36,7 @@ def patch():
 @pytest.fixture(scope="module")
 def rule(patch):
     """The patch file's module: its threshold parser and step classifier are what is tested."""
-    return sys.modules[patch.edits[0].factory.__module__]
+    return sys.modules[patch.edits[0].value.__module__]
 
 
 def test_declaration(patch):
@@ -65,19 +65,23 @@ def test_default_threshold(rule):
     assert [rule.default_threshold(n) for n in (1, 2, 8, 9, 256)] == [1, 1, 4, 4, 128]
 
 
-def test_bad_configuration_fails_the_patch_alone_and_leaves_vllm_stock(patch, monkeypatch, tmp_path):
+def test_bad_configuration_skips_the_patch_alone_and_leaves_vllm_stock(patch, monkeypatch, tmp_path):
     from vllm.v1.core.sched.scheduler import Scheduler
 
+    from ascend_overlay.catalog import load_catalog
+    from ascend_overlay.runtime import Overlay
+    from ascend_overlay.settings import Settings
+
     original = Scheduler.schedule
-    monkeypatch.setenv(THRESHOLD_VAR, "lots")
-    with pytest.raises(PatchApplyError, match=THRESHOLD_VAR):
-        applier.apply(patch)
-    assert Scheduler.schedule is original
-    monkeypatch.setenv(THRESHOLD_VAR, "2")
-    monkeypatch.setenv(STATS_VAR, str(tmp_path / "missing-dir" / "stats.jsonl"))
-    with pytest.raises(PatchApplyError, match=STATS_VAR):
-        applier.apply(patch)
-    assert Scheduler.schedule is original
+    overlay = Overlay(Settings(enabled=True, enable=("prefill_throttle",), log_level="off"),
+                      catalog=load_catalog(entry_points=False), hook_patches=[])
+    for variable, value in ((THRESHOLD_VAR, "lots"), (STATS_VAR, str(tmp_path / "missing-dir" / "stats.jsonl"))):
+        monkeypatch.setenv(variable, value)
+        assert overlay.apply(overlay.catalog.get("prefill_throttle")) is False
+        outcome = overlay.report.outcomes["prefill_throttle"]
+        assert outcome.code == "bad_setting" and outcome.reason.startswith(f"{variable}={value!r} is not valid")
+        assert Scheduler.schedule is original
+        monkeypatch.delenv(variable)
 
 
 # -- the rule, on vLLM's real scheduler --------------------------------------------------------------------
@@ -85,26 +89,13 @@ def test_bad_configuration_fails_the_patch_alone_and_leaves_vllm_stock(patch, mo
 MAX_SEQS, BUDGET = 8, 64
 
 
+def make_scheduler(model: Path):
+    return build_scheduler(model, max_num_seqs=MAX_SEQS, max_num_batched_tokens=BUDGET)
+
+
 def workload() -> list[tuple[int, int]]:
     """(prompt length, max_tokens): a long prompt every third request, staggered finishes."""
     return [(100 if i % 3 == 0 else 10, 5 + 3 * i) for i in range(12)]
-
-
-def make_scheduler(model: Path):
-    from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig
-    from vllm.v1.core.sched.scheduler import Scheduler
-    from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
-    from vllm.v1.structured_output import StructuredOutputManager
-
-    config = VllmConfig(
-        model_config=ModelConfig(model=str(model), max_model_len=256, dtype="float32"),
-        scheduler_config=SchedulerConfig(max_num_seqs=MAX_SEQS, max_num_batched_tokens=BUDGET, max_model_len=256,
-                                         enable_chunked_prefill=True, is_encoder_decoder=False),
-        cache_config=CacheConfig(block_size=16, enable_prefix_caching=False))
-    config.cache_config.num_gpu_blocks = 512
-    spec = FullAttentionSpec(block_size=16, num_kv_heads=1, head_size=64, dtype=torch.float32)
-    kv = KVCacheConfig(num_blocks=512, kv_cache_tensors=[], kv_cache_groups=[KVCacheGroupSpec(["layer"], spec)])
-    return Scheduler(config, kv, StructuredOutputManager(config), block_size=16, log_stats=False)
 
 
 def simulate(scheduler, rule, throttle: bool = False) -> list[dict]:
@@ -244,8 +235,7 @@ RECORDER = textwrap.dedent('''
     from ascend_overlay import Patch
 
     PATCH = Patch(name="test_schedule_recorder", phase="engine_core", vllm=">=0.32,<0.34",
-                  why="test observer of stock scheduling", remove_when="never: test only",
-                  supersedes=("balance_scheduling",))
+                  why="test observer of stock scheduling", remove_when="never: test only")
     RULE = "_ascend_overlay_patches.builtin.engine_core.patch_scheduler"
 
     @PATCH.wrap("vllm.v1.core.sched.scheduler:Scheduler.schedule", contract="(self, throttle_prefills=False)")
@@ -271,7 +261,7 @@ def e2e_workload() -> list[tuple[list[int], int]]:
 
 
 @pytest.mark.e2e
-def test_e2e_balance_scheduling_follows_its_rule_and_keeps_greedy_outputs(tiny_model, tmp_path):
+def test_e2e_prefill_throttle_follows_its_rule_and_keeps_greedy_outputs(tiny_model, tmp_path):
     from harness import base_env, report_by_role
 
     script = tmp_path / "offline.py"
@@ -293,11 +283,11 @@ def test_e2e_balance_scheduling_follows_its_rule_and_keeps_greedy_outputs(tiny_m
     stock_record, stats, report = tmp_path / "stock.jsonl", tmp_path / "balanced.jsonl", tmp_path / "report.jsonl"
     stock = run(base_env(True, VLLM_ASCEND_OVERLAY_PATH=str(hotfix), TEST_SCHEDULE_RECORD=str(stock_record)),
                 "stock")
-    balanced = run(base_env(True, VLLM_ASCEND_OVERLAY_ENABLE="balance_scheduling", **{
+    balanced = run(base_env(True, VLLM_ASCEND_OVERLAY_ENABLE="prefill_throttle", **{
         THRESHOLD_VAR: "4", STATS_VAR: str(stats), "VLLM_ASCEND_OVERLAY_REPORT": str(report)}), "balanced")
 
     engine = report_by_role(report)["engine_core"]
-    assert [p["status"] for r in engine for p in r["patches"] if p["name"] == "balance_scheduling"] == ["applied"]
+    assert [p["status"] for r in engine for p in r["patches"] if p["name"] == "prefill_throttle"] == ["applied"]
 
     stock_steps = [json.loads(line) for line in stock_record.read_text().splitlines()]
     steps = [json.loads(line) for line in stats.read_text().splitlines()]
