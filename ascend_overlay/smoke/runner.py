@@ -102,7 +102,7 @@ def run(options: SmokeOptions, progress: Progress | None = None) -> tuple[int, d
     command = launcher()
     options.out_dir.mkdir(parents=True, exist_ok=True)
     if model is None:
-        progress.say("setup", "making the embedded tiny model (no download)")
+        progress.say("setup", "the embedded tiny model (made locally once, no download)")
         model = resolve_model(str(embedded_model()))
     defaults = default_flags(model)
     flags = stage_flags(defaults, options.serve_flags)
@@ -205,4 +205,7 @@ def main_entry(options: SmokeOptions) -> int:
     except SmokeInputError as exc:
         print(f"ascend-overlay smoke: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # each stage stops its server on the way out (stage.run_stage's finally)
+        print("ascend-overlay smoke: interrupted; the server was stopped, no report written", file=sys.stderr)
+        return 130
     return code
