@@ -72,9 +72,14 @@ def _write_model(target: Path, vocab_size: int) -> None:
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, head_dim=64,
                          max_position_embeddings=512, bos_token_id=0, eos_token_id=1, torch_dtype="bfloat16")
-    with torch.random.fork_rng(devices=[]):
+    # Seeded init on the CPU generator, restored afterwards (the caller's random stream is not ours to move;
+    # torch.random.fork_rng would also touch whatever accelerator backend is registered).
+    saved = torch.get_rng_state()
+    try:
         torch.manual_seed(SEED)
         model = LlamaForCausalLM(config).to(torch.bfloat16)
+    finally:
+        torch.set_rng_state(saved)
     model.save_pretrained(target, safe_serialization=True)
     (target / "generation_config.json").write_text(json.dumps({"bos_token_id": 0, "eos_token_id": 1}))
     for path in target.iterdir():  # nothing but model files, readable like any other model directory

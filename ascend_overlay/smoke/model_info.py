@@ -108,8 +108,11 @@ def _hub_cache_dir(repo_id: str) -> Path | None:
         from huggingface_hub import snapshot_download
     except ImportError:
         return None
+    # The cache directory is read from the environment now, not from huggingface_hub's import-time constant.
+    cache = os.environ.get("HF_HUB_CACHE") or (os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME")
+                                               else None)
     try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
+        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache))
     except Exception:  # not cached (huggingface_hub raises several types for it)
         return None
 
