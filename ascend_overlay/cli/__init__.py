@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_cmd.add_parser(sub)
     catalog_cmd.add_parsers(sub)
-    for module_name in ("hotfix_cmd", "check_cmd", "demo_cmd"):
+    for module_name in ("hotfix_cmd", "check_cmd", "demo_cmd", "smoke_cmd"):
         try:
             module = __import__(f"ascend_overlay.cli.{module_name}", fromlist=["add_parser"])
         except ImportError:

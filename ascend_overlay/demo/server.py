@@ -1,5 +1,6 @@
 """A ``vllm serve`` process on a free loopback port, stopped the way an operator stops it (Ctrl-C),
-with its whole process tree accounted for. Used by ``ascend-overlay demo`` and the e2e tests."""
+with its whole process tree accounted for. Used by ``ascend-overlay demo``, ``ascend-overlay smoke``
+and the e2e tests."""
 
 from __future__ import annotations
 
@@ -48,6 +49,22 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def group_members(pgid: int) -> list[int]:
+    """Every live process of process group ``pgid``: a server started in its own session keeps its
+    children findable here even after its main process died and they were re-parented."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
 def wait_gone(pids: list[int], timeout: float = 20.0) -> list[int]:
     """Give exiting children (e.g. multiprocessing's resource tracker) a moment; return those left."""
     deadline = time.monotonic() + timeout
@@ -71,39 +88,62 @@ def alive(pids: list[int]) -> list[int]:
     return out
 
 
-class VllmServer:
-    """``vllm serve MODEL`` (or another launcher's command line) with its log kept in a file."""
+class ServerExitedError(RuntimeError):
+    """vLLM exited before it answered: a rejected flag, an unknown architecture, a crash at load."""
 
-    def __init__(self, model: Path, env: dict[str, str], extra_args: list[str] | None = None,
-                 command: list[str] | None = None, timeout: float = 240) -> None:
+    def __init__(self, returncode: int, log: str) -> None:
+        super().__init__(f"vllm serve exited with {returncode}:\n{log[-4000:]}")
+        self.returncode = returncode
+
+
+class VllmServer:
+    """``vllm serve MODEL`` (or another launcher's command line) with its log kept in a file.
+
+    ``serve_args`` replaces the demo's CPU settings (``SERVE_ARGS``) when a caller decides its own;
+    ``log_path`` keeps the log where the caller wants it (default: a temporary file)."""
+
+    def __init__(self, model: Path | str, env: dict[str, str], extra_args: list[str] | None = None,
+                 command: list[str] | None = None, timeout: float = 240, serve_args: list[str] | None = None,
+                 log_path: Path | None = None) -> None:
         self.port = free_port()
         self.model = str(model)
         cmd = command or [str(BIN / "vllm"), "serve"]
-        self.args = cmd + [self.model, *SERVE_ARGS, "--host", "127.0.0.1", "--port", str(self.port),
-                           *(extra_args or [])]
+        self.args = cmd + [self.model, *(SERVE_ARGS if serve_args is None else serve_args), "--host", "127.0.0.1",
+                           "--port", str(self.port), *(extra_args or [])]
         self.env = env
         self.timeout = timeout
         self.proc: subprocess.Popen[str] | None = None
-        self.log_path: Path | None = None
+        self.log_path: Path | None = log_path
         self.children: list[int] = []
 
     def __enter__(self) -> VllmServer:
-        fd, name = tempfile.mkstemp(prefix="vllm-serve-", suffix=".log")
-        self.log_path = Path(name)
-        self._log = os.fdopen(fd, "w")
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def start(self) -> VllmServer:
+        """Start and wait until ``GET /v1/models`` answers; raises ServerExitedError or TimeoutError,
+        leaving the caller to ``stop()`` (as ``with`` does), so it can read the log of a live process first."""
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="vllm-serve-", suffix=".log")
+            self.log_path = Path(name)
+            self._log = os.fdopen(fd, "w")
+        else:
+            self._log = open(self.log_path, "w")  # closed in stop()
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"vllm serve exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+                raise ServerExitedError(self.proc.returncode, self.log())
             try:
                 self.get("/v1/models")
                 self.children = descendants(self.proc.pid)
                 return self
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(1)
-        self.stop()
         raise TimeoutError(f"vllm serve not ready after {self.timeout}s:\n{self.log()[-4000:]}")
 
     def __exit__(self, *exc: Any) -> None:
@@ -124,16 +164,26 @@ class VllmServer:
         with urllib.request.urlopen(req, timeout=120) as resp:
             return json.loads(resp.read())
 
-    def stop(self) -> int | None:
-        """Ctrl-C, as an operator would; kill the process group only if vLLM does not exit in time."""
+    def stop(self, grace: float = 60) -> int | None:
+        """Ctrl-C, as an operator would; kill the process group if vLLM has not exited after ``grace`` s.
+
+        A server still starting up may not act on Ctrl-C at all (its main thread waits for the engine),
+        so a caller that gave up on startup passes a shorter grace."""
         if self.proc is None:
             return None
+        # Every process of the tree, taken now: the caller checks afterwards that all are gone.
+        tree = set(self.children) | set(descendants(self.proc.pid)) | set(group_members(self.proc.pid))
+        self.children = sorted(tree - {self.proc.pid})
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=60)
+                self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 self.proc.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return self.proc.returncode

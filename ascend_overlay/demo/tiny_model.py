@@ -1,10 +1,17 @@
-"""Make a tiny Llama model directory with no download: a config, and a byte-level BPE tokenizer
-trained in a second on built-in text. vLLM serves it with ``load_format="dummy"`` (random weights),
-which is all that checking processes, phases and patches needs."""
+"""Make a tiny Llama model directory with no download: a config, a byte-level BPE tokenizer trained in
+a second on built-in text, and seeded random weights saved as safetensors.
+
+The weights are noise (the text it writes is noise), but they are *real* saved weights: vLLM can load
+them with its default loader, which is what a model bring-up's stage B (``ascend-overlay smoke``) must
+exercise, while ``load_format="dummy"`` (stage A, the demo, most e2e tests) skips them. The same seed
+gives the same bytes, so two machines make the same model."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 _CORPUS = [
@@ -13,32 +20,73 @@ _CORPUS = [
     "Hello world! The quick brown fox jumps over the lazy dog 0123456789.",
     "A hotfix is a file dropped in without a new release; it expires when upstream fixes the bug.",
 ]
+WEIGHTS = "model.safetensors"
+# A plain chat template, so the OpenAI chat endpoint (and a bring-up's chat request) works on it too.
+CHAT_TEMPLATE = ("{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}assistant:{% endif %}")
+SEED = 0
+# A directory is complete only with all of these. The weights come last (see make_tiny_model): a
+# directory made by an older version (no weights) or cut short while writing is made again.
+REQUIRED = ("config.json", "tokenizer.json", "tokenizer_config.json", WEIGHTS)
+
+
+def is_complete(directory: str | Path) -> bool:
+    return all((Path(directory) / name).is_file() for name in REQUIRED)
 
 
 def make_tiny_model(directory: str | Path, vocab_size: int = 512) -> Path:
     """Write the model to ``directory`` (idempotent: an existing complete model is kept)."""
     target = Path(directory)
-    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
+    if is_complete(target):
         return target
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, PreTrainedTokenizerFast
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as tmp:
+        _write_model(Path(tmp), vocab_size)
+        target.mkdir(exist_ok=True)
+        names = sorted(p.name for p in Path(tmp).iterdir())
+        # Each file lands with an atomic rename, the weights last: a reader never sees a "complete"
+        # directory whose other files are still missing.
+        for name in [n for n in names if n != WEIGHTS] + [WEIGHTS]:
+            os.replace(Path(tmp) / name, target / name)
+    return target
 
-    target.mkdir(parents=True, exist_ok=True)
+
+def _write_model(target: Path, vocab_size: int) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<s>", "</s>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(_CORPUS * 50, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
                                    unk_token="<unk>")
+    fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(target)
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, head_dim=64,
                          max_position_embeddings=512, bos_token_id=0, eos_token_id=1, torch_dtype="bfloat16")
-    config.save_pretrained(target)
+    # Seeded init on the CPU generator, restored afterwards (the caller's random stream is not ours to move;
+    # torch.random.fork_rng would also touch whatever accelerator backend is registered).
+    saved = torch.get_rng_state()
+    try:
+        torch.manual_seed(SEED)
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    finally:
+        torch.set_rng_state(saved)
+    model.save_pretrained(target, safe_serialization=True)
     (target / "generation_config.json").write_text(json.dumps({"bos_token_id": 0, "eos_token_id": 1}))
-    return target
+    for path in target.iterdir():  # nothing but model files, readable like any other model directory
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.chmod(0o644)
 
 
 if __name__ == "__main__":
