@@ -19,6 +19,15 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_moe_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny mixture-of-experts model (config and tokenizer; served with dummy weights): the kind of
+    model whose data-parallel ranks vLLM runs as coupled DP engine cores."""
+    from ascend_overlay.demo.tiny_model import make_tiny_moe_model
+
+    return make_tiny_moe_model(tmp_path_factory.mktemp("models") / "tiny-moe")
+
+
+@pytest.fixture(scope="session")
 def overlay_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The overlay's wheel, built once per session from a copy of the checkout."""
     from harness import build_wheel

@@ -51,13 +51,31 @@ def make_tiny_model(directory: str | Path, vocab_size: int = 512) -> Path:
     return target
 
 
-def _write_model(target: Path, vocab_size: int) -> None:
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-    from transformers.utils import logging as hf_logging
+def make_tiny_moe_model(directory: str | Path, vocab_size: int = 512) -> Path:
+    """A tiny mixture-of-experts model (Mixtral: 4 experts, 2 per token), config and tokenizer only, for
+    ``load_format="dummy"``. vLLM runs data-parallel ranks of a MoE model in lockstep, as one
+    ``DPEngineCoreProc`` per rank (dense models get independent engines): this model is what makes
+    real DP engine cores on a small machine."""
+    target = Path(directory)
+    if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
+        return target
+    from transformers import MixtralConfig
 
-    hf_logging.disable_progress_bar()
+    target.mkdir(parents=True, exist_ok=True)
+    _write_tokenizer(target, vocab_size)
+    config = MixtralConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=2, head_dim=64, num_local_experts=4,
+                           num_experts_per_tok=2, max_position_embeddings=512, bos_token_id=0, eos_token_id=1,
+                           torch_dtype="bfloat16")
+    config.architectures = ["MixtralForCausalLM"]
+    config.save_pretrained(target)
+    (target / "generation_config.json").write_text(json.dumps({"bos_token_id": 0, "eos_token_id": 1}))
+    return target
+
+
+def _write_tokenizer(target: Path, vocab_size: int) -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -69,6 +87,15 @@ def _write_model(target: Path, vocab_size: int) -> None:
                                    unk_token="<unk>")
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(target)
+
+
+def _write_model(target: Path, vocab_size: int) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    _write_tokenizer(target, vocab_size)
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, head_dim=64,
                          max_position_embeddings=512, bos_token_id=0, eos_token_id=1, torch_dtype="bfloat16")
