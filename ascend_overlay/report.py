@@ -84,6 +84,7 @@ class ProcessReport:
             "phases": list(self.phases),
             "patches": [asdict(o) for o in self.outcomes.values()],
             "problems": list(self.problems),
+            "npu": _npu_mode(),
         }
 
     def summary_line(self) -> str:
@@ -95,10 +96,20 @@ class ProcessReport:
                  f"phases={','.join(self.phases) or '-'}", f"hooks={len(hooks)}",
                  f"applied={len(applied)}" + (f" [{', '.join(applied)}]" if applied else ""),
                  f"skipped={len(skipped)}" + (f" [{'; '.join(skipped)}]" if skipped else "")]
+        npu = _npu_mode()
+        if npu is not None:
+            parts.append(f"npu={npu}")
         if self.problems:
             parts.append(f"refused={len(self.problems)} [" + "; ".join(
                 f"{os.path.basename(p['path'])}: {p['message']}" for p in self.problems) + "]")
         return " ".join(parts)
+
+
+def _npu_mode() -> str | None:
+    """simulated / real / None: which NPU this process runs with (reads only what is loaded)."""
+    from ascend_overlay.npu import npu_mode
+
+    return npu_mode()
 
 
 def append_jsonl(path: str, record: dict[str, Any]) -> None:
@@ -132,7 +143,8 @@ def latest_per_process(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def format_table(records: list[dict[str, Any]]) -> str:
     lines = []
     for rec in latest_per_process(records):
-        lines.append(f"{rec['role']:<12} pid={rec['pid']:<8} vllm={rec['vllm']} phases={','.join(rec['phases']) or '-'}")
+        npu = f" npu={rec['npu']}" if rec.get("npu") else ""
+        lines.append(f"{rec['role']:<12} pid={rec['pid']:<8} vllm={rec['vllm']} phases={','.join(rec['phases']) or '-'}{npu}")
         hooks = [p["name"] for p in rec["patches"] if p["source"] == "overlay" and p["status"] in ("applied", "inherited")]
         lines.append(f"    hooks     {', '.join(hooks) or '-'}")
         for p in rec["patches"]:
