@@ -46,7 +46,9 @@ def npu_mode() -> str | None:
         return "simulated"
     loaded = sys.modules.get("torch_npu")
     if loaded is not None and not getattr(loaded, "SIMULATED", False):
-        return "real"
+        from ascend_overlay.requirements import npu_available
+
+        return "real" if npu_available() else None  # torch_npu is loaded: this check is cached and cheap
     return None
 
 
