@@ -10,11 +10,20 @@ from __future__ import annotations
 import zipfile
 
 import pytest
+from torch_npu_schemas import (
+    ATB_HEADER,
+    META,
+    NO_DEFAULT,
+    YAML,
+    Opaque,
+    atb_prototypes,
+    meta_registrations,
+    python_params,
+    yaml_schemas,
+)
 
 from ascend_overlay.main2main.sources import FetchError, fetch_wheel
 from ascend_overlay.npu.sim import kernels
-from torch_npu_schemas import (ATB_HEADER, META, NO_DEFAULT, YAML, Opaque, atb_prototypes, meta_registrations,
-                               python_params, yaml_schemas)
 
 pytestmark = pytest.mark.network
 

@@ -14,9 +14,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from harness import BIN, REPO
 
 from ascend_overlay.npu import PLATFORM_QUALNAME, SIMULATE_NPU
-from harness import BIN, REPO
 
 REFUSED = "a real torch_npu is importable here"
 
