@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import pickle
 import sys
 import traceback
 from pathlib import Path
@@ -51,6 +52,8 @@ def tensors() -> dict[str, Any]:
         "arange": grown.cpu().tolist(), "arange_shape": list(grown.shape),
         "item": a.sum().item(), "tolist": a[0].tolist(),
         "numpy_error": error_of(lambda: a.numpy()),
+        "pickled": (lambda t: (str(t.device), t.cpu().tolist()))(pickle.loads(pickle.dumps(a[0]))),
+        "to_other_npu": (lambda t: (str(t.device), t.cpu().tolist()))(a[0].to("npu:1")),
     }
 
 

@@ -75,6 +75,8 @@ def test_views_in_place_ops_factories_and_modules_behave_as_on_a_device(seen):
     assert t["tensor_from_data"] == [[1, 2], [3, 4]]
     assert t["arange"] == [0, 1, 2, 3, 4] and t["arange_shape"] == [5], "an out= op may resize its output"
     assert t["item"] == 363.0 and t["tolist"] == [0.0, 10.0, 20.0, 3.0]
+    assert t["pickled"] == ["npu:0", [0.0, 10.0, 20.0, 3.0]]
+    assert t["to_other_npu"] == ["npu:1", [0.0, 10.0, 20.0, 3.0]]
 
 
 def test_what_a_device_refuses_is_refused(seen):
@@ -211,15 +213,20 @@ def test_hccl_carries_npu_collectives_between_processes(tmp_path: Path):
 # -- visibility ------------------------------------------------------------------------------------
 
 def test_visible_devices_select_among_the_simulated_cards():
+    """Cards 2 and 5 of the eight: the process sees two NPUs, and vLLM's mapping of local rank 1
+    (physical card 5) lands on the second visible one, a device that exists."""
     code = """
         import torch
         from ascend_overlay.npu import sim
         sim.install()
-        print(torch.npu.device_count(), torch.accelerator.device_count())
+        from ascend_overlay.npu.platform import NPUPlatform
+        visible = NPUPlatform.logical_device_id_to_visible_device_id(1)
+        print(torch.npu.device_count(), torch.accelerator.device_count(), NPUPlatform.device_id_to_physical_device_id(1),
+              visible, torch.empty(1, device=f"npu:{visible}").device)
     """
     done = run_python(code, sim_env(ASCEND_RT_VISIBLE_DEVICES="2,5"))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["2", "2"]
+    assert done.stdout.split()[-5:] == ["2", "2", "5", "1", "npu:1"]
 
 
 @pytest.mark.parametrize("value", ["8", "1,1", "a,b", "-1"])

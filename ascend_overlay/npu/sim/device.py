@@ -175,10 +175,6 @@ def wrap(cpu: torch.Tensor, index: int) -> NpuTensor:
     return NpuTensor(cpu, index)
 
 
-def unwrap(value: Any) -> Any:
-    return value._cpu if isinstance(value, NpuTensor) else value
-
-
 # -- serving operators -----------------------------------------------------------------------------
 
 _SERVED_NAMESPACES = frozenset({"aten", "prims"})
@@ -249,19 +245,11 @@ def serve(func: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
     if func._schema.name in _METADATA:
         return func(args[0]._cpu, *args[1:], **kwargs)
     tensors = _tensors(args, kwargs)
+    index = _check_devices(func, tensors) if any(isinstance(t, NpuTensor) for t in tensors) else current_index()
     names_device, target = _device_of_factory(kwargs)
-    if any(isinstance(t, NpuTensor) for t in tensors):
-        index = _check_devices(func, tensors)
-    elif target is not None:
-        index = target
-    else:
-        index = current_index()
     if names_device:
         kwargs = {**kwargs, "device": torch.device("cpu")}
-        if target is None:
-            index = -1  # the result belongs to the device named (CPU): hand it back unwrapped
-        else:
-            index = target
+        index = -1 if target is None else target  # -1: the result is on the device named (CPU), handed back as is
     inputs: dict[int, NpuTensor] = {}
 
     def down(value: Any) -> Any:
@@ -314,7 +302,7 @@ _installed = False
 _library: Any = None
 
 
-def install(count: int, backend_module: Any, hooks_factory: Callable[[], Any] | None = None) -> None:
+def install(count: int, backend_module: Any) -> None:
     """Register ``npu`` as torch's PrivateUse1 backend with ``count`` devices. Once per process."""
     global _installed, _library, _device_count
     if _installed:
