@@ -1,9 +1,11 @@
 """ascend-overlay: a monkey-patch runtime overlay that runs stock vLLM with Ascend NPU adaptations.
 
-Where things live: activation (``activation.py``, ``bootstrap/``, ``plugin.py``), phases fired from
-vLLM's hook points (``hookpoints.py``, ``engine_core.py``, ``runtime.py``), patches declared
-(``patch.py``) and applied (``applier.py``), loaded (``catalog.py``, ``hotfix.py``) and gated
-(``gate.py``), the CLI (``cli/``). Importing this package imports nothing heavy.
+Where things live: activation (``activation.py``, its doors ``bootstrap/`` and ``plugin.py``); phases
+(``phases.py``: the one ``fire`` entrance) fired from vLLM's hook points (``hookpoints.py``,
+``engine_core.py``); patches declared (``patch.py``), then the pipeline: load (``catalog.py``, with the
+trust rules of ``hotfix.py``), plan (``planning.py``), apply (``runtime.py``, ``applier.py``), report
+(``report.py``, in the words of ``outcomes.py``); every variable (``settings.py``); the CLI (``cli/``).
+Importing this package imports nothing heavy.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
-"""The one bootstrap every door converges on: sitecustomize, ``ascend-overlay run``, and vLLM's
-``vllm.general_plugins`` entry point all call ``activate()``, which does its work once per process.
+"""Activation: the one per-process bootstrap that every door converges on.
+
+The doors are the ``.pth`` start-up line of an installed package, the ``sitecustomize`` hook that
+``ascend-overlay run`` puts on ``PYTHONPATH``, vLLM's ``vllm.general_plugins`` entry point, and the
+engine-core override's process target. Each calls ``activate()``, which does its work once per
+process and only if ``VLLM_ASCEND_OVERLAY`` says so, then plugs the overlay into ``phases.fire``.
 
 Spawned children start fresh and activate again through the same doors. Forked children inherit
 the parent's patched modules; ``os.register_at_fork`` gives them a report of their own and keeps
@@ -12,19 +16,20 @@ import logging
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING
 
+from ascend_overlay import phases
 from ascend_overlay.errors import OverlayError
-from ascend_overlay.settings import Settings
-
-if TYPE_CHECKING:
-    from ascend_overlay.runtime import Overlay
+from ascend_overlay.runtime import Overlay
+from ascend_overlay.settings import STRICT, Settings
 
 log = logging.getLogger("ascend_overlay")
 
 _overlay: Overlay | None = None
 _lock = threading.RLock()
 _fork_hook_installed = False
+_failed = False             # an activation from the environment raised: reported once, not per door
+_warned_unreadable = False  # VLLM_ASCEND_OVERLAY could not be read: said once per process, not per door
+_LEVELS = {"off": logging.CRITICAL + 1, "info": logging.INFO, "debug": logging.DEBUG}
 
 
 def current() -> Overlay | None:
@@ -33,60 +38,67 @@ def current() -> Overlay | None:
 
 
 def _configure_logging(settings: Settings) -> None:
-    if log.handlers:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(asctime)s [ascend_overlay] %(message)s",
-                                           "%m-%d %H:%M:%S"))
-    log.addHandler(handler)
-    log.propagate = False
-    log.setLevel({"off": logging.CRITICAL + 1, "info": logging.INFO, "debug": logging.DEBUG}[settings.log_level])
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(asctime)s [ascend_overlay] %(message)s",
+                                               "%m-%d %H:%M:%S"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(_LEVELS[settings.log_level])
 
 
 def activate(door: str = "api", settings: Settings | None = None) -> Overlay | None:
     """Turn the overlay on in this process if its variable says so. Idempotent; never raises unless
-    ``VLLM_ASCEND_OVERLAY_STRICT`` is set (a bootstrap error is logged and vLLM runs stock)."""
-    global _overlay
+    strict mode is on (a bootstrap error is reported and vLLM runs stock)."""
+    global _overlay, _warned_unreadable, _failed
     with _lock:
         if _overlay is not None and _overlay.active:
             if door not in _overlay.report.doors:
                 _overlay.report.doors.append(door)
             return _overlay
-        strict = False
+        from_env = settings is None
+        if from_env and _failed:
+            return None  # already reported by the first door; the next door would only repeat it
+        settings = settings or Settings.from_env()
+        if not settings.enabled:
+            if settings.activation_problem is not None and not _warned_unreadable:
+                _warned_unreadable = True
+                _report_not_active(settings.activation_problem)
+            return None
         try:
-            settings = settings or Settings.from_env()
-            strict = settings.strict
-            if not settings.enabled:
-                return None
             _configure_logging(settings)
-            from ascend_overlay.hookpoints import HOOK_PATCHES
-            from ascend_overlay.runtime import Overlay
-
-            overlay = Overlay(settings, hook_patches=HOOK_PATCHES)
+            overlay = Overlay(settings)
             overlay.report.doors.append(door)
-            from ascend_overlay import toggles
-
-            for error in toggles.validate(settings.enable, settings.disable, overlay.catalog.names()):
-                overlay._fail(error)
             _overlay = overlay
             _install_fork_hook()
-            overlay.arm_import_hooks()
+            phases.plug(overlay.run_phase)
+            overlay.start()
             return overlay
         except Exception as exc:
-            if strict or _strict_from_env():
+            _abandon()
+            _failed = from_env
+            if settings.strict:
                 raise
-            _report_bootstrap_error(exc)
+            _report_not_active(exc)
             return None
 
 
-def _strict_from_env() -> bool:
-    return os.environ.get("VLLM_ASCEND_OVERLAY_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
+def _abandon() -> None:
+    """Take back what a failed activation did, so the process runs stock vLLM."""
+    global _overlay
+    failed, _overlay = _overlay, None
+    phases.plug(None)
+    if failed is not None:
+        try:
+            failed.deactivate()
+        except OverlayError:
+            pass  # in strict mode the activation's own error is the one to report
 
 
-def _report_bootstrap_error(exc: BaseException) -> None:
+def _report_not_active(exc: BaseException) -> None:
     kind = "configuration error" if isinstance(exc, OverlayError) else f"bootstrap error ({type(exc).__name__})"
     sys.stderr.write(f"WARNING [ascend_overlay] overlay not active in pid {os.getpid()}: {kind}: {exc}; "
-                     f"vLLM continues without it (set VLLM_ASCEND_OVERLAY_STRICT=1 to fail instead)\n")
+                     f"vLLM continues without it (set {STRICT}=1 to fail instead)\n")
 
 
 def deactivate() -> None:
@@ -94,8 +106,9 @@ def deactivate() -> None:
     global _overlay
     with _lock:
         if _overlay is not None:
-            _overlay.deactivate()
-            _overlay = None
+            phases.plug(None)
+            overlay, _overlay = _overlay, None
+            overlay.deactivate()
 
 
 def _install_fork_hook() -> None:

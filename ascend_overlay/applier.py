@@ -86,15 +86,32 @@ class Change:
     before: Any  # the owner's own attribute before, or _ABSENT
     after: Any
     label: str
+    wrapper: bool = False  # ``after`` is a wrapt wrapper of ours: it comes off the way wrapt puts it on
 
     def undo(self) -> None:
+        if self.wrapper:
+            self._unwrap()
+            return
         if vars(self.owner).get(self.attr, _ABSENT) is not self.after:
             # Someone replaced our object after us; restoring over theirs would lose their change.
-            raise PatchApplyError(f"{self.label} was changed by someone else after the overlay patched it")
+            raise PatchApplyError(f"{self.label} was changed by someone else after the overlay patched it; "
+                                  "their object was left in place (restart the process for vLLM's original)")
         if self.before is _ABSENT:
             delattr(self.owner, self.attr)
         else:
             setattr(self.owner, self.attr, self.before)
+
+    def _unwrap(self) -> None:
+        """Take our wrapper out with wrapt's own ``unwrap_object``: outermost, what it wraps goes back
+        (the original, by identity, unless another wrapper composed under it since); buried under a
+        third party's or another patch's wrapper, it is spliced out and theirs stays on top."""
+        import wrapt
+
+        try:
+            wrapt.unwrap_object(self.owner, self.attr, self.after)
+        except (wrapt.WrapperNotFoundError, wrapt.WrapperNotOutermostError, wrapt.PathResolutionError) as exc:
+            raise PatchApplyError(f"{self.label}: the overlay's wrapper cannot be taken out ({exc}); what "
+                                  "replaced it was left in place (restart the process for vLLM's original)") from None
 
 
 @dataclass
@@ -158,7 +175,7 @@ def apply(patch: Patch, resolved: list[Resolved] | None = None) -> AppliedPatch:
         for edit, r in zip(patch.edits, resolved, strict=True):
             new = _replacement(edit, r)
             setattr(r.owner, r.attr, new)
-            done.changes.append(Change(r.owner, r.attr, r.raw, new, edit.target))
+            done.changes.append(Change(r.owner, r.attr, r.raw, new, edit.target, edit.kind is EditKind.WRAP))
             if edit.rebind_aliases and _is_module_level(r):
                 done.aliases.extend(_rebind_aliases(r, new, edit, done))
     except Exception as exc:
@@ -198,6 +215,6 @@ def _rebind_aliases(r: Resolved, new: Any, edit: Edit, done: AppliedPatch) -> li
         for key, value in list(namespace.items()):
             if value is original:
                 setattr(module, key, new)
-                done.changes.append(Change(module, key, original, new, f"{name}:{key}"))
+                done.changes.append(Change(module, key, original, new, f"{name}:{key}", edit.kind is EditKind.WRAP))
                 rebound.append(f"{name}:{key}")
     return rebound

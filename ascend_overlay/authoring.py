@@ -4,14 +4,16 @@ contract pinned, and a verifier that runs every check the overlay would, without
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ascend_overlay import applier, contract, hotfix
-from ascend_overlay.catalog import Catalog, load_patch_file, patch_files
-from ascend_overlay.errors import OverlayError, PatchDeclarationError
-from ascend_overlay.gate import decide
+from ascend_overlay.catalog import load_catalog, load_patch_file, patch_files
+from ascend_overlay.errors import OverlayError
+from ascend_overlay.hookpoints import HOOK_PATCHES
 from ascend_overlay.patch import Phase
+from ascend_overlay.planning import Context, would_apply
 from ascend_overlay.settings import Settings
 from ascend_overlay.vllm_version import installed_vllm_version
 
@@ -63,7 +65,11 @@ def new_hotfix(name: str, target: str, directory: Path, phase: str = "worker", k
     """Write ``DIR/PHASE/patch_<module>.py`` and return its path."""
     Phase(phase)
     module, attrs = split_dotted(target)
-    resolved = applier.resolve(module, tuple(attrs.split(".")))
+    try:
+        resolved = applier.resolve(module, tuple(attrs.split(".")))
+    except applier.TargetMissing as exc:
+        raise OverlayError(f"cannot pin {target}: {exc}; give the target as it exists in the installed vLLM "
+                           "(module path, then attributes), e.g. vllm.v1.sample.sampler.Sampler.forward") from None
     fingerprint = contract.fingerprint(resolved.unbound)
     version = installed_vllm_version()
     dotted = f"{module}:{attrs}"
@@ -103,45 +109,54 @@ class Verification:
 
 
 def verify(directory: str) -> Verification:
-    """Every check the overlay makes when it loads and applies a hotfix directory, nothing activated."""
+    """Every check the overlay makes when it loads and applies a hotfix directory, nothing activated.
+
+    The directory is judged together with everything else this environment would load (built-in
+    patches, ``VLLM_ASCEND_OVERLAY_PATH``, entry points), through the runtime's own planning, so a
+    conflict with another patch shows here exactly as the runtime would see it.
+    """
     result = Verification()
-    root, vetted = hotfix.vet_directory(directory)
-    for problem in vetted.problems:
-        result.findings.append(Finding(problem.path, False, problem.message))
-    if root is None:
+    vetted, refusals = hotfix.vet_directory(directory)
+    result.findings += [Finding(path, False, why) for path, why in refusals]
+    if vetted is None:
         return result
-    settings = Settings(enabled=True)
+    if not list(patch_files(vetted.root)):
+        result.findings.append(Finding(str(vetted.root), False, "no patch_*.py files (layout: DIR/<phase>/patch_*.py)"))
+        return result
+    settings = Settings.from_env()
+    dirs = list(settings.hotfix_dirs)
+    same = [d for d in dirs if os.path.abspath(d) == os.path.abspath(directory)]
+    label = same[0] if same else directory
+    if not same:
+        dirs.append(directory)  # judged as if appended to VLLM_ASCEND_OVERLAY_PATH
+    combined = load_catalog(dirs)
+    source = f"path:{label}"
+    for problem in combined.problems:
+        if problem.source == source:
+            result.findings.append(Finding(problem.path, False, problem.message))
+    ours = [p for p in combined.patches if p.source == source]
     version = installed_vllm_version()
-    files = list(patch_files(root))
-    if not files:
-        result.findings.append(Finding(str(root), False, "no patch_*.py files (layout: DIR/<phase>/patch_*.py)"))
-    for path in files:
-        problem = hotfix.vet_file(path, vetted.manifest, root=root)
-        if problem:
-            result.findings.append(Finding(str(path), False, problem))
-            continue
-        try:
-            patch = load_patch_file(path, f"path:{root}", "verify")
-        except PatchDeclarationError as exc:
-            result.findings.append(Finding(str(path), False, str(exc)))
-            continue
+    decisions = would_apply(HOOK_PATCHES + combined.patches,
+                            Context(Settings(enabled=True, enable=settings.enable, disable=settings.disable,
+                                             version_override=settings.version_override),
+                                    version, combined.blocked))
+    for patch in ours:
+        path = patch.file or "?"
         todo = [f for f in ("why", "remove_when", "upstream") if "TODO" in (getattr(patch, f) or "")]
         if todo:
-            result.findings.append(Finding(str(path), False, f"{patch.name}: TODO left in {', '.join(todo)}"))
+            result.findings.append(Finding(path, False, f"{patch.name}: TODO left in {', '.join(todo)}"))
             continue
         unpinned = [e.target for e in patch.edits if e.contract is None]
         if unpinned:
-            result.findings.append(Finding(str(path), False, f"{patch.name}: no contract pinned for "
-                                                             f"{', '.join(unpinned)}"))
+            result.findings.append(Finding(path, False, f"{patch.name}: no contract pinned for {', '.join(unpinned)}; "
+                                                        "`ascend-overlay hotfix new` writes the pin for you"))
             continue
-        try:
-            applier.precheck(patch)
-        except (applier.TargetMissing, applier.DriftError) as exc:
-            result.findings.append(Finding(str(path), False, f"{patch.name}: {exc}"))
+        decision = decisions[patch.name]
+        if decision.is_problem:
+            result.findings.append(Finding(path, False, f"{patch.name}: {decision.sentence()}"))
             continue
-        decision = decide(patch, Catalog(patches=[patch]), settings, version)
-        state = "would apply" if decision.applies else f"would be skipped here: {decision.reason}"
-        result.findings.append(Finding(str(path), True, f"{patch.name}: ok ({patch.phase.value} phase; {state})"))
+        state = "would apply" if decision.applies else f"would be skipped here: {decision.text}"
+        result.findings.append(Finding(path, True, f"{patch.name}: ok ({patch.phase.value} phase; {state})"))
     return result
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from ascend_overlay.catalog import builtin_patch_dir, load_catalog
 from ascend_overlay.hookpoints import HOOK_PATCHES
 from ascend_overlay.patch import Patch
+from ascend_overlay.settings import VARIABLES, Variable
 
 HEADER = """# Patch catalog
 
@@ -47,7 +48,19 @@ def _section(patch: Patch) -> str:
     lines.append(f"- **remove when**: {patch.remove_when}")
     if patch.fixed_in:
         lines.append(f"- **fixed in**: vLLM {patch.fixed_in} (skipped as obsolete from then on)")
+    for variable in patch.variables:
+        lines.append(f"- **variable** `{variable.name}`: {variable.doc} ({variable.accepted})")
     return "\n".join(lines) + "\n"
+
+
+def _variables(catalog_variables: list[Variable]) -> str:
+    rows = ["## Variables\n", "Every environment variable the overlay and its built-in patches read "
+            "(`settings.py`, `Patch.variable`). A bad value falls back to the default and is reported; "
+            "a bad patch variable skips that patch alone.\n", "| variable | owner | default | accepted | what for |",
+            "| --- | --- | --- | --- | --- |"]
+    for v in list(VARIABLES) + catalog_variables:
+        rows.append(f"| `{v.name}` | {v.owner} | `{v.default!r}` | {v.accepted} | {v.doc} |")
+    return "\n".join(rows) + "\n"
 
 
 def render() -> str:
@@ -58,9 +71,11 @@ def render() -> str:
         if patches:
             parts.append(f"## Phase `{phase}`\n\n")
             parts.extend(_section(p) + "\n" for p in patches)
-    parts.append("## The overlay's own hook points\n\nDeclared like patches (pinned, atomic, undoable) and "
-                 "watched by `ascend-overlay check`; they cannot be switched off.\n\n")
+    parts.append("## The overlay's own hook points\n\nDeclared like patches (pinned, atomic, undoable, planned "
+                 "against their vLLM range) and watched by `ascend-overlay check`; no toggle switches them "
+                 "off.\n\n")
     parts.extend(_section(p) + "\n" for p in HOOK_PATCHES)
+    parts.append(_variables(catalog.variables()))
     return "".join(parts).rstrip() + "\n"
 
 

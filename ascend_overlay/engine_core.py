@@ -7,11 +7,15 @@ module*: so the child imports the overlay first, activates it, and only then let
 engine core, from our subclass, whose ``__init__`` fires the engine_core phase. The classes are built
 lazily (PEP 562 ``__getattr__``) so that importing this module never imports vLLM, which keeps the
 import cycle between this module and ``vllm.v1.engine.core``'s import hook harmless.
+This module is a door as well as a hook point: the one import loop of the overlay's modules runs
+through it (activation -> runtime -> hookpoints -> engine_core -> activation).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ascend_overlay.phases import Phase, fire
 
 _NAMES = ("OverlayEngineCoreProc", "OverlayDPEngineCoreProc")
 _built: tuple[type, type] | None = None
@@ -21,15 +25,6 @@ def _original(cls: type) -> type:
     while getattr(cls, "__ascend_overlay_override__", False):
         cls = cls.__bases__[0]
     return cls
-
-
-def _fire_engine_core() -> None:
-    from ascend_overlay import activation
-    from ascend_overlay.patch import Phase
-
-    overlay = activation.current()
-    if overlay is not None:
-        overlay.fire(Phase.ENGINE_CORE)
 
 
 def overrides() -> tuple[type, type]:
@@ -48,11 +43,11 @@ def overrides() -> tuple[type, type]:
         return base.run_engine_core(*args, **kwargs)
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        _fire_engine_core()
+        fire(Phase.ENGINE_CORE, "EngineCoreProc override")
         base.__init__(self, *args, **kwargs)
 
     def dp_init(self: Any, *args: Any, **kwargs: Any) -> None:
-        _fire_engine_core()
+        fire(Phase.ENGINE_CORE, "DPEngineCoreProc override")
         dp_base.__init__(self, *args, **kwargs)
 
     classes = []

@@ -1,31 +1,33 @@
 """Where the phases are fired from: the overlay's own edits to vLLM's hook points.
 
 These are declared with the same patch model as every other patch (pinned contracts, atomic apply,
-undo), so ``ascend-overlay check`` watches them for upstream drift like any patch. They bind to
-the import of the hook point's module, so they are in place before vLLM can call the hook.
+undo) and marked ``internal``: they are planned like any patch (their ``vllm`` range is read), but no
+toggle switches them off, and ``ascend-overlay check`` watches them for upstream drift. They bind to
+the import of the hook point's module, so they are in place before vLLM can call the hook. Every one
+of them calls ``phases.fire``, the one entrance.
+
+The general-plugin door needs to know one more thing: which of these hook points is running when
+vLLM loads plugins, for the case where that door is the first to activate the overlay in a process
+(the wrapper was installed too late for the call already running). ``PLUGIN_CALLERS`` declares those
+callers by target, pinned by the hook patches above, and ``caller_phase`` recognises them by the
+identity of their code objects, never by names or file names.
 """
 
 from __future__ import annotations
 
+import sys
+from types import FrameType
 from typing import Any
 
 from ascend_overlay.patch import Patch, Phase
+from ascend_overlay.phases import fire
 
 _SUPPORTED = ">=0.32"
-_WHY = "the overlay's own hook point"
-
-
-def _fire(phase: Phase) -> None:
-    from ascend_overlay import activation
-
-    overlay = activation.current()
-    if overlay is not None:
-        overlay.fire(phase)
 
 
 def _hook(name: str, why: str) -> Patch:
     return Patch(name=name, phase=Phase.IMPORT, vllm=_SUPPORTED, why=why, remove_when="never: core hook",
-                 source="overlay", file=__file__)
+                 source="overlay", file=__file__, internal=True)
 
 
 PLATFORM_FROM_PLATFORM = _hook(
@@ -37,7 +39,7 @@ PLATFORM_FROM_PLATFORM = _hook(
 @PLATFORM_FROM_PLATFORM.wrap("vllm.platforms.interface:Platform.pre_register_and_update",
                              contract="(cls, parser=None)")
 def _on_pre_register(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    _fire(Phase.PLATFORM)
+    fire(Phase.PLATFORM, "Platform.pre_register_and_update")
     return wrapped(*args, **kwargs)
 
 
@@ -50,14 +52,14 @@ PLATFORM_FROM_ARGS = _hook(
 @PLATFORM_FROM_ARGS.wrap("vllm.engine.arg_utils:EngineArgs.create_engine_config",
                          contract="(self, usage_context=None, headless=False)")
 def _on_create_engine_config(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    _fire(Phase.PLATFORM)
+    fire(Phase.PLATFORM, "EngineArgs.create_engine_config")
     return wrapped(*args, **kwargs)
 
 
 @PLATFORM_FROM_ARGS.wrap("vllm.engine.arg_utils:AsyncEngineArgs.add_cli_args",
                          contract="(parser, async_args_only=False)")
 def _on_add_cli_args(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    _fire(Phase.PLATFORM)
+    fire(Phase.PLATFORM, "AsyncEngineArgs.add_cli_args")
     return wrapped(*args, **kwargs)
 
 
@@ -67,7 +69,7 @@ WORKER = _hook("hook_worker_init",
 
 @WORKER.wrap("vllm.v1.worker.worker_base:WorkerWrapperBase.init_worker", contract="(self, all_kwargs)")
 def _on_init_worker(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    _fire(Phase.WORKER)
+    fire(Phase.WORKER, "WorkerWrapperBase.init_worker")
     return wrapped(*args, **kwargs)
 
 
@@ -106,11 +108,44 @@ ENGINE_CORE_IN_PROCESS = _hook(
                              contract="(self, vllm_config, executor_class, log_stats, executor_fail_callback=None, "
                                       "include_finished_set=False)")
 def _on_engine_core_init(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    _fire(Phase.ENGINE_CORE)
+    fire(Phase.ENGINE_CORE, "EngineCore.__init__")
     return wrapped(*args, **kwargs)
 
 
 HOOK_PATCHES = [PLATFORM_FROM_PLATFORM, PLATFORM_FROM_ARGS, WORKER, ENGINE_CORE, ENGINE_CORE_IN_PROCESS]
+
+# vLLM 0.32/0.33 call ``vllm.plugins.load_general_plugins`` from these hook points (and from
+# EngineArgs, where the platform phase follows anyway): target -> the phase that call belongs to.
+PLUGIN_CALLERS: dict[str, Phase] = {
+    "vllm.v1.worker.worker_base:WorkerWrapperBase.init_worker": Phase.WORKER,
+    "vllm.v1.engine.core:EngineCore.__init__": Phase.ENGINE_CORE,
+}
+_MAX_DEPTH = 8
+
+
+def _code_of(target: str) -> Any:
+    """The code object of a caller's original function, from the loaded module (never importing)."""
+    module_name, _, path = target.partition(":")
+    obj: Any = sys.modules.get(module_name)
+    for name in path.split("."):
+        obj = getattr(obj, name, None)
+    while hasattr(obj, "__wrapped__"):  # the WORKER / ENGINE_CORE hooks wrap these very functions
+        obj = obj.__wrapped__
+    return getattr(obj, "__code__", None)
+
+
+def caller_phase(frame: FrameType | None) -> tuple[Phase, str] | None:
+    """The phase and target of the declared hook point running in ``frame`` or just above it."""
+    codes = {code: (phase, target) for target, phase in PLUGIN_CALLERS.items()
+             if (code := _code_of(target)) is not None}
+    for _ in range(_MAX_DEPTH):
+        if frame is None:
+            return None
+        found = codes.get(frame.f_code)
+        if found is not None:
+            return found
+        frame = frame.f_back
+    return None
 
 # The engine-core entry the override relies on (not edited, but its shape matters).
 RELIED_ON = {"vllm.v1.engine.core:EngineCoreProc.run_engine_core": "(*args, dp_rank=0, local_dp_rank=0, **kwargs)"}

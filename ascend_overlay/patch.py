@@ -14,15 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ascend_overlay.errors import PatchDeclarationError
+from ascend_overlay.phases import Phase
+from ascend_overlay.settings import PREFIX, Variable
 
-
-class Phase(str, enum.Enum):
-    """When in a vLLM process's life a patch lands (see docs/phases.md)."""
-
-    IMPORT = "import"            # the moment its target module finishes importing, in every process
-    PLATFORM = "platform"        # main process, before the engine config is built
-    ENGINE_CORE = "engine_core"  # EngineCore process, before the engine core object is built
-    WORKER = "worker"            # each worker process, before the worker class is built
+__all__ = ["Edit", "EditKind", "Patch", "Phase", "parse_target"]
 
 
 class EditKind(str, enum.Enum):
@@ -89,8 +84,12 @@ class Patch:
     fixed_in: str | None = None
     supersedes: tuple[str, ...] | list[str] | str = ()
     edits: list[Edit] = field(default_factory=list)
+    variables: list[Variable] = field(default_factory=list)
     source: str = "builtin"
     file: str | None = None
+    # The overlay's own hook points (hookpoints.py): planned like any patch, but not switchable by
+    # toggles, and reported apart from the patches they fire.
+    internal: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or not self.name[0].isalpha() \
@@ -156,6 +155,21 @@ class Patch:
             return wrapper
         return decorate
 
+    def variable(self, name: str, *, default: Any, parse: Callable[[str], Any], accepted: str,
+                 doc: str) -> Variable:
+        """Declare an environment variable this patch reads. It is listed by ``ascend-overlay list``,
+        validated when the patch is planned (a bad value skips this patch alone, naming the
+        variable), and read in the patch's code with ``VARIABLE.read()``."""
+        if not name.startswith(PREFIX + "_"):
+            raise PatchDeclarationError(
+                f"patch {self.name!r}: variable {name!r} must start with {PREFIX}_ (the overlay's namespace, "
+                f"which vLLM's own environment check is taught to accept)")
+        if any(v.name == name for v in self.variables):
+            raise PatchDeclarationError(f"patch {self.name!r} declares variable {name!r} twice")
+        variable = Variable(name, default, parse, accepted, doc, owner=self.name)
+        self.variables.append(variable)
+        return variable
+
     def _add(self, edit: Edit) -> None:
         parse_target(edit.target)
         if any(e.target == edit.target for e in self.edits):
@@ -198,6 +212,8 @@ class Patch:
             "remove_when": self.remove_when,
             "fixed_in": self.fixed_in,
             "supersedes": list(self.supersedes),
+            "variables": [v.describe() for v in self.variables],
             "source": self.source,
             "file": self.file,
+            "internal": self.internal,
         }

@@ -1,29 +1,41 @@
-"""What the overlay did in this process: one log line a process, and JSON lines for tools.
+"""Report: what the overlay did in this process, as one log line and as JSON lines for tools.
 
 The report answers the question the domain's users could not: which patch is active in which
-process. Each process writes snapshots as its phases fire; the last snapshot of a pid is its state.
-JSON lines are appended with one ``write`` on an ``O_APPEND`` descriptor under an exclusive
-``flock``, so processes appending at once never interleave.
+process, on which host. Each process writes snapshots as its phases fire; the last snapshot of a pid
+is its state. A record is appended whole or not at all: one ``O_APPEND`` write under an exclusive
+``flock`` (so processes appending at once never interleave), and a write cut short (a full disk, a
+file-size limit) is truncated away again and raised, so a reader never meets half a line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from ascend_overlay.outcomes import Decision, Status
 
 
 @dataclass
 class Outcome:
     name: str
     phase: str
-    status: str  # applied | skipped | pending | failed | inherited
-    reason: str = ""
+    status: str                 # an outcomes.Status value
+    code: str                   # an outcomes.Reason value: what tools match on
+    reason: str = ""            # the sentence for a person
+    hint: str = ""              # the next step, when there is one
     source: str = "builtin"
+    internal: bool = False      # one of the overlay's own hook points
     aliases: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, patch: Any, status: Status, decision: Decision, aliases: list[str] | None = None) -> Outcome:
+        return cls(patch.name, patch.phase.value, status.value, decision.reason.value, decision.text,
+                   decision.hint, patch.source, patch.internal, list(aliases or []))
 
 
 def detect_role(phases: list[str]) -> str:
@@ -55,8 +67,10 @@ def _is_api_server_main() -> bool:
 @dataclass
 class ProcessReport:
     pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
     doors: list[str] = field(default_factory=list)
     phases: list[str] = field(default_factory=list)
+    fired_from: dict[str, str] = field(default_factory=dict)   # phase -> the hook point that fired it
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     problems: list[dict[str, str]] = field(default_factory=list)
     vllm: str | None = None
@@ -76,23 +90,25 @@ class ProcessReport:
             "time": round(time.time(), 3),
             "pid": self.pid,
             "ppid": os.getppid(),
+            "host": self.host,
             "forked_from": self.forked_from,
             "role": self.role,
             "vllm": self.vllm,
             "vllm_dist": self.vllm_dist,
             "doors": list(self.doors),
             "phases": list(self.phases),
+            "fired_from": dict(self.fired_from),
             "patches": [asdict(o) for o in self.outcomes.values()],
             "problems": list(self.problems),
             "npu": _npu_mode(),
         }
 
     def summary_line(self) -> str:
-        own = [o for o in self.outcomes.values() if o.source != "overlay"]
-        hooks = [o for o in self.outcomes.values() if o.source == "overlay" and o.status in ("applied", "inherited")]
-        applied = [o.name for o in own if o.status in ("applied", "inherited")]
-        skipped = [f"{o.name} ({o.reason})" for o in own if o.status in ("skipped", "failed")]
-        parts = [f"role={self.role}", f"pid={self.pid}", f"vllm={self.vllm}",
+        own = [o for o in self.outcomes.values() if not o.internal]
+        hooks = [o for o in self.outcomes.values() if o.internal and o.status in (Status.APPLIED, Status.INHERITED)]
+        applied = [o.name for o in own if o.status in (Status.APPLIED, Status.INHERITED)]
+        skipped = [f"{o.name} ({o.reason})" for o in own if o.status in (Status.SKIPPED, Status.FAILED)]
+        parts = [f"role={self.role}", f"pid={self.pid}", f"host={self.host}", f"vllm={self.vllm}",
                  f"phases={','.join(self.phases) or '-'}", f"hooks={len(hooks)}",
                  f"applied={len(applied)}" + (f" [{', '.join(applied)}]" if applied else ""),
                  f"skipped={len(skipped)}" + (f" [{'; '.join(skipped)}]" if skipped else "")]
@@ -100,8 +116,8 @@ class ProcessReport:
         if npu is not None:
             parts.append(f"npu={npu}")
         if self.problems:
-            parts.append(f"refused={len(self.problems)} [" + "; ".join(
-                f"{os.path.basename(p['path'])}: {p['message']}" for p in self.problems) + "]")
+            parts.append(f"problems={len(self.problems)} [" + "; ".join(
+                f"{p['path']}: {p['message']}" for p in self.problems) + "]")
         return " ".join(parts)
 
 
@@ -113,7 +129,8 @@ def _npu_mode() -> str | None:
 
 
 def append_jsonl(path: str, record: dict[str, Any]) -> None:
-    data = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+    """Append one record as one line, whole or not at all; raises OSError when it cannot."""
+    data = memoryview((json.dumps(record, sort_keys=True, default=str) + "\n").encode())
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         try:
@@ -122,36 +139,64 @@ def append_jsonl(path: str, record: dict[str, Any]) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except (ImportError, OSError):
             pass
-        os.write(fd, data)
+        start = os.fstat(fd).st_size
+        try:
+            while data:
+                written = os.write(fd, data)
+                if written <= 0:
+                    raise OSError(f"write to {path} made no progress")
+                data = data[written:]
+        except OSError:
+            try:
+                os.ftruncate(fd, start)  # take the partial line back: readers must never meet one
+            except OSError:
+                pass
+            raise
     finally:
         os.close(fd)
 
 
-def read_jsonl(path: str) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+def read_jsonl(path: str, bad_lines: list[int] | None = None) -> list[dict[str, Any]]:
+    """Every record of a report file. A line that is not a JSON object (a file written by an old
+    version, or edited by hand) is skipped, and its number added to ``bad_lines`` if given."""
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and "pid" in record:
+                records.append(record)
+            elif bad_lines is not None:
+                bad_lines.append(number)
+    return records
 
 
 def latest_per_process(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last snapshot of each pid, in the order the processes first appeared."""
-    latest: dict[int, dict[str, Any]] = {}
+    """The last snapshot of each process (host and pid), in the order the processes first appeared."""
+    latest: dict[tuple[str, int], dict[str, Any]] = {}
     for rec in records:
-        latest[rec["pid"]] = rec
+        latest[(rec.get("host", ""), rec["pid"])] = rec
     return list(latest.values())
 
 
 def format_table(records: list[dict[str, Any]]) -> str:
     lines = []
     for rec in latest_per_process(records):
+        host = f" host={rec['host']}" if rec.get("host") else ""
         npu = f" npu={rec['npu']}" if rec.get("npu") else ""
-        lines.append(f"{rec['role']:<12} pid={rec['pid']:<8} vllm={rec['vllm']} phases={','.join(rec['phases']) or '-'}{npu}")
-        hooks = [p["name"] for p in rec["patches"] if p["source"] == "overlay" and p["status"] in ("applied", "inherited")]
+        lines.append(f"{rec['role']:<12} pid={rec['pid']:<8}{host} vllm={rec['vllm']} "
+                     f"phases={','.join(rec['phases']) or '-'}{npu}")
+        hooks = [p["name"] for p in rec["patches"] if p.get("internal") and p["status"] in ("applied", "inherited")]
         lines.append(f"    hooks     {', '.join(hooks) or '-'}")
         for p in rec["patches"]:
-            if p["source"] == "overlay":
+            if p.get("internal"):
                 continue
             reason = f"  ({p['reason']})" if p["reason"] else ""
             lines.append(f"    {p['status']:<9} {p['name']:<34} [{p['phase']}, {p['source']}]{reason}")
         for prob in rec["problems"]:
-            lines.append(f"    refused   {prob['path']}: {prob['message']}")
+            lines.append(f"    problem   {prob['path']}: {prob['message']}")
     return "\n".join(lines)

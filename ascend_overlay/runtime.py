@@ -1,9 +1,10 @@
-"""The overlay's state in one process: which patches exist, which phases fired, what was applied.
+"""Apply: the overlay's state in one process, and the one path every patch takes into vLLM.
 
-One ``Overlay`` exists per activated process. Phases are fired into it from vLLM's hook points
-(``hookpoints.py``); it decides each patch of the phase (``gate.py``), applies it atomically
-(``applier.py``) and records the outcome (``report.py``). Nothing here raises into vLLM unless
-strict mode was asked for.
+For every patch, whatever its phase or source: plan (``planning.plan``), preflight its targets, apply
+all its edits atomically (``applier``), record the outcome (``report``). Phases reach this module
+only through ``phases.fire``, which activation plugs into ``Overlay.run_phase``. Nothing here raises
+into vLLM unless strict mode was asked for; every problem is reported with the process's pid and
+role and the next step.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any
 from ascend_overlay import applier, import_hooks, report
 from ascend_overlay.catalog import Catalog, load_catalog
 from ascend_overlay.errors import OverlayError, PatchApplyError
-from ascend_overlay.gate import decide
-from ascend_overlay.patch import Patch, Phase
-from ascend_overlay.settings import Settings
-from ascend_overlay.vllm_version import installed_vllm_version, vllm_distribution_name
+from ascend_overlay.outcomes import Decision, Reason, Status
+from ascend_overlay.patch import Patch
+from ascend_overlay.phases import Phase
+from ascend_overlay.planning import Context, plan, preflight
+from ascend_overlay.settings import REPORT, VERSION, Settings
+from ascend_overlay.vllm_version import installed_from_metadata, parse_version, vllm_distribution_name
 
 log = logging.getLogger("ascend_overlay")
 
@@ -31,31 +34,57 @@ class Overlay:
     def __init__(self, settings: Settings, catalog: Catalog | None = None,
                  hook_patches: list[Patch] | None = None) -> None:
         self.settings = settings
-        self.version = installed_vllm_version()
+        self.version = (parse_version(settings.version_override) if settings.version_override
+                        else installed_from_metadata())
         self.catalog = catalog if catalog is not None else load_catalog(settings.hotfix_dirs)
-        self.hook_patches = hook_patches or []
-        self.fired: set[str] = set()
+        if hook_patches is None:
+            from ascend_overlay.hookpoints import HOOK_PATCHES
+
+            hook_patches = HOOK_PATCHES
+        self.hook_patches = list(hook_patches)
+        self.fired: set[Phase] = set()
         self.applied: dict[str, applier.AppliedPatch] = {}
         self.active = True
         self._lock = threading.RLock()
         self._import_hooks: list[tuple[str, Any]] = []
+        self._report_failed = False
         self.report = report.ProcessReport(vllm=str(self.version) if self.version else None,
                                            vllm_dist=vllm_distribution_name())
+
+    @property
+    def context(self) -> Context:
+        return Context(self.settings, self.version, self.catalog.blocked, self.is_applied)
+
+    def start(self) -> None:
+        """Report what is wrong before anything is applied, then arm the import phase."""
+        from ascend_overlay import toggles
+
+        for error in self.settings.problems:
+            self.problem("setting", "environment", str(error), error)
         for problem in self.catalog.problems:
-            self.report.problems.append({"source": problem.source, "path": problem.path, "message": problem.message})
-            self._fail(OverlayError(f"patch refused: {problem.path}: {problem.message}"))
+            self.problem(problem.source, problem.path, problem.message,
+                         OverlayError(f"{problem.path}: patch refused: {problem.message}"))
+        known = self.catalog.names()
+        for error in toggles.validate(self.settings.enable, self.settings.disable, known):
+            self.problem("setting", "environment", str(error), error)
+        installed = installed_from_metadata()
+        if self.settings.version_override and self.version != installed:
+            log.warning("ascend-overlay [%s]: %s=%s overrides the installed vLLM %s (%s): patches are gated on %s",
+                        self._who(), VERSION, self.settings.version_override, installed or "(none)",
+                        vllm_distribution_name() or "-", self.version)
+        self.arm_import_hooks()
 
     # -- import phase --------------------------------------------------------------------------
 
     def arm_import_hooks(self) -> None:
         """Apply each import-phase patch the moment its module is imported (now, if it already is)."""
         for patch in self.hook_patches + self.catalog.for_phase(Phase.IMPORT):
-            if patch.source != "overlay":
-                decision = decide(patch, self.catalog, self.settings, self.version, self.is_applied)
-                if not decision.applies:
-                    self._record(patch, "skipped", decision.reason)
-                    continue
-            self._record(patch, "pending", f"waiting for import of {patch.import_module}")
+            decision = plan(patch, self.context)
+            if not decision.applies:
+                self._skip(patch, decision)
+                continue
+            self.record(patch, Status.PENDING, Decision(True, Reason.WAITING,
+                                                        f"waiting for import of {patch.import_module}"))
             hook = self._import_hook_for(patch)
             self._import_hooks.append((patch.import_module, hook))
             import_hooks.when_imported(patch.import_module, hook)
@@ -70,28 +99,28 @@ class Overlay:
                 if previous is not None and previous.module is not module:
                     # The module was imported anew: patch the new object, keep the old undo records.
                     del self.applied[patch.name]
-                self.apply(patch, decided=True)
+                self.apply(patch)
                 if previous is not None and patch.name in self.applied and self.applied[patch.name] is not previous:
                     self.applied[patch.name].changes[:0] = previous.changes
                     self.applied[patch.name].module = module
-                if self.fired and patch.source != "overlay":
+                if self.fired and not patch.internal:
                     self.emit("import")
             except Exception as exc:
                 if self.settings.strict:
                     raise
-                log.error("ascend-overlay: import hook for %s failed: %s", patch.name, exc)
+                log.error("ascend-overlay [%s]: import hook for %s failed: %s", self._who(), patch.name, exc)
         return on_import
 
     # -- phases --------------------------------------------------------------------------------
 
-    def fire(self, phase: Phase | str) -> None:
-        """Apply every patch of ``phase``; at most once per process, whoever calls."""
-        phase = Phase(phase)
+    def run_phase(self, phase: Phase, origin: str = "") -> None:
+        """Apply every patch of ``phase``; at most once per process (``phases.fire`` calls this)."""
         with self._lock:  # vLLM may reach two hook points from two threads; the phase runs once
-            if phase.value in self.fired or not self.active:
+            if phase in self.fired or not self.active:
                 return
-            self.fired.add(phase.value)
+            self.fired.add(phase)
             self.report.phases.append(phase.value)
+            self.report.fired_from[phase.value] = origin or "-"
             for patch in self.catalog.for_phase(phase):
                 self.apply(patch)
         self.emit(f"phase:{phase.value}")
@@ -101,47 +130,49 @@ class Overlay:
     def is_applied(self, name: str) -> bool:
         return name in self.applied
 
-    def apply(self, patch: Patch, *, decided: bool = False) -> bool:
-        """Decide, check and apply one patch; record the outcome. Applying twice is a no-op."""
+    def apply(self, patch: Patch) -> bool:
+        """Plan, preflight and apply one patch, then record the outcome. Applying twice is a no-op."""
         if patch.name in self.applied:
             return True
-        if not decided and patch.source != "overlay":
-            decision = decide(patch, self.catalog, self.settings, self.version, self.is_applied)
-            if not decision.applies:
-                self._record(patch, "skipped", decision.reason)
-                return False
-        try:
-            resolved = applier.precheck(patch)
-        except applier.TargetMissing as exc:
-            return self._skip_for(patch, f"missing: {exc}")
-        except applier.DriftError as exc:
-            return self._skip_for(patch, f"drift: {exc}")
+        decision = plan(patch, self.context)
+        if not decision.applies:
+            return self._skip(patch, decision)
+        blocker, resolved = preflight(patch)
+        if blocker is not None:
+            return self._skip(patch, blocker)
         try:
             done = applier.apply(patch, resolved)
         except PatchApplyError as exc:
-            self._record(patch, "failed", str(exc))
-            self._fail(exc)
+            failure = Decision(False, Reason.ERROR, str(exc),
+                               "the patch raised while applying; every edit it made was rolled back")
+            self.record(patch, Status.FAILED, failure)
+            self.problem(patch.source, patch.file or patch.name, f"patch {patch.name} failed: {exc}", exc)
             return False
         if patch.import_module:
             done.module = sys.modules.get(patch.import_module)
         self.applied[patch.name] = done
-        reason = f"rebound stale aliases: {', '.join(done.aliases)}" if done.aliases else ""
-        self._record(patch, "applied", reason, aliases=done.aliases)
+        if done.aliases:
+            decision = Decision(True, decision.reason, f"{decision.text}; rebound stale aliases: {', '.join(done.aliases)}")
+        self.record(patch, Status.APPLIED, decision, aliases=done.aliases)
         return True
 
-    def _skip_for(self, patch: Patch, reason: str) -> bool:
-        self._record(patch, "skipped", reason)
-        self._fail(PatchApplyError(f"patch {patch.name!r} skipped: {reason}"))
+    def _skip(self, patch: Patch, decision: Decision) -> bool:
+        self.record(patch, Status.SKIPPED, decision)
+        if decision.reason is Reason.OBSOLETE:
+            log.warning("ascend-overlay [%s]: hotfix %s is obsolete: %s", self._who(), patch.name, decision.sentence())
+        if decision.is_problem:
+            self.problem(patch.source, patch.file or patch.name, f"patch {patch.name} skipped: {decision.sentence()}",
+                         PatchApplyError(f"patch {patch.name!r} skipped: {decision.sentence()}"))
         return False
 
     def unpatch(self, name: str) -> None:
         done = self.applied.pop(name, None)
         if done is not None:
             done.undo()
-            self._record(done.patch, "skipped", "unpatched")
+            self.record(done.patch, Status.UNPATCHED, Decision(False, Reason.UNDONE, "undone"))
 
     def deactivate(self) -> None:
-        """Undo every applied patch, newest first; import hooks stay registered but go quiet."""
+        """Undo every applied patch, newest first; import hooks are removed."""
         self.active = False
         for module_name, hook in self._import_hooks:
             import_hooks.remove(module_name, hook)
@@ -153,7 +184,8 @@ class Overlay:
             except PatchApplyError as exc:  # keep undoing the others; say what could not be restored
                 errors.append(f"{name}: {exc}")
         if errors:
-            self._fail(PatchApplyError("could not fully undo: " + "; ".join(errors)))
+            self.problem("overlay", "deactivate", "could not fully undo: " + "; ".join(errors),
+                         PatchApplyError("could not fully undo: " + "; ".join(errors)))
 
     # -- fork ----------------------------------------------------------------------------------
 
@@ -165,26 +197,41 @@ class Overlay:
                                            doors=["fork"], forked_from=parent.pid,
                                            problems=list(parent.problems))
         for name, outcome in parent.outcomes.items():
-            status = "inherited" if outcome.status == "applied" else outcome.status
-            self.report.outcomes[name] = report.Outcome(name, outcome.phase, status, outcome.reason,
-                                                        outcome.source, list(outcome.aliases))
+            status = Status.INHERITED.value if outcome.status == Status.APPLIED else outcome.status
+            self.report.outcomes[name] = report.Outcome(name, outcome.phase, status, outcome.code, outcome.reason,
+                                                        outcome.hint, outcome.source, outcome.internal,
+                                                        list(outcome.aliases))
 
     # -- reporting -----------------------------------------------------------------------------
 
-    def _record(self, patch: Patch, status: str, reason: str, aliases: list[str] | None = None) -> None:
-        if reason.startswith("obsolete") and patch.name not in self.report.outcomes:
-            log.warning("ascend-overlay: hotfix %s is obsolete: %s", patch.name, reason)
-        self.report.record(report.Outcome(patch.name, patch.phase.value, status, reason, patch.source,
-                                          list(aliases or [])))
+    def record(self, patch: Patch, status: Status, decision: Decision, aliases: list[str] | None = None) -> None:
+        self.report.record(report.Outcome.of(patch, status, decision, aliases))
+        if self.settings.log_level == "debug":
+            log.debug("ascend-overlay [%s]: %s %s: %s", self._who(), status.value, patch.name, decision.sentence())
 
-    def _fail(self, exc: Exception) -> None:
+    def problem(self, source: str, path: str, message: str, exc: Exception) -> None:
+        """Something an operator must fix: raised in strict mode (``exc``, whose text is also what the
+        log says), else recorded (``message``, for tools) and logged with pid and role."""
+        entry = {"source": source, "path": path, "message": message}
+        if entry not in self.report.problems:
+            self.report.problems.append(entry)
         if self.settings.strict:
             raise exc
-        log.warning("ascend-overlay: %s", exc)
+        log.warning("ascend-overlay [%s]: %s", self._who(), exc)
+
+    def _who(self) -> str:
+        return f"pid={self.report.pid} role={self.report.role}"
 
     def emit(self, event: str) -> None:
-        if self.settings.report_path:
-            try:
-                report.append_jsonl(self.settings.report_path, self.report.snapshot(event))
-            except OSError as exc:
-                log.warning("ascend-overlay: cannot write report to %s: %s", self.settings.report_path, exc)
+        if not self.settings.report_path:
+            return
+        try:
+            report.append_jsonl(self.settings.report_path, self.report.snapshot(event))
+        except OSError as exc:
+            message = f"cannot write the report to {self.settings.report_path} ({REPORT}): {exc}"
+            if self.settings.strict:
+                raise OverlayError(message) from exc
+            if not self._report_failed:
+                self._report_failed = True
+                # Printed whatever the log level: the report is output the user asked for.
+                sys.stderr.write(f"WARNING [ascend_overlay] [{self._who()}] {message}\n")

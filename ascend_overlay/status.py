@@ -1,63 +1,54 @@
-"""What would apply on this install, computed without starting an engine.
+"""What the overlay would do on this install, computed without starting an engine.
 
-Used by ``ascend-overlay status`` / ``list`` and by the docs generator. Contract checks import the
-target modules (never start vLLM); pass ``check_contracts=False`` to stay import-free.
+Used by ``ascend-overlay status`` / ``list`` and by the docs generator. It runs the runtime's own
+pipeline (load, then ``planning.would_apply``) on this process's settings, so what it says is what
+a vLLM process started with the same environment will do. Contract checks import the target modules
+(never start vLLM); pass ``check_contracts=False`` to stay import-free.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
-from ascend_overlay import applier
-from ascend_overlay.catalog import Catalog, load_catalog
-from ascend_overlay.errors import ConfigError
-from ascend_overlay.gate import decide
-from ascend_overlay.patch import Patch
-from ascend_overlay.settings import Settings
-
-
-def evaluate(patch: Patch, catalog: Catalog, settings: Settings, version: Any,
-             check_contracts: bool = True) -> tuple[str, str]:
-    decision = decide(patch, catalog, settings, version)
-    if not decision.applies:
-        return "skipped", decision.reason
-    if check_contracts:
-        try:
-            applier.precheck(patch)
-        except applier.TargetMissing as exc:
-            return "skipped", f"missing: {exc}"
-        except applier.DriftError as exc:
-            return "skipped", f"drift: {exc}"
-    return "would apply", decision.reason
+from ascend_overlay import toggles
+from ascend_overlay.catalog import load_catalog
+from ascend_overlay.hookpoints import HOOK_PATCHES
+from ascend_overlay.outcomes import Status
+from ascend_overlay.planning import Context, would_apply
+from ascend_overlay.settings import VARIABLES, Settings
+from ascend_overlay.vllm_version import installed_from_metadata, parse_version, vllm_distribution_name
 
 
 def collect(settings: Settings | None = None, check_contracts: bool = True) -> dict[str, Any]:
-    from ascend_overlay import toggles
-    from ascend_overlay.vllm_version import installed_vllm_version, vllm_distribution_name
-
-    settings_error = None
-    try:
-        settings = settings or Settings.from_env()
-    except ConfigError as exc:
-        settings_error = str(exc)
-        settings = Settings()
-    version_error = None
-    try:
-        version = installed_vllm_version()
-    except ConfigError as exc:
-        version, version_error = None, str(exc)
+    settings = settings or Settings.from_env()
+    installed = installed_from_metadata()
+    version = parse_version(settings.version_override) if settings.version_override else installed
     catalog = load_catalog(settings.hotfix_dirs)
+    patches = HOOK_PATCHES + catalog.patches
+    decisions = would_apply(patches, Context(settings, version, catalog.blocked), check_targets=check_contracts)
+    errors = [str(e) for e in settings.problems]
+    errors += [str(e) for e in toggles.validate(settings.enable, settings.disable, catalog.names())]
     rows = []
-    for patch in catalog.patches:
-        status, reason = evaluate(patch, catalog, settings, version, check_contracts)
-        rows.append({**patch.declaration(), "status": status, "reason": reason})
+    for patch in patches:
+        decision = decisions[patch.name]
+        rows.append({**patch.declaration(),
+                     "status": (Status.WOULD_APPLY if decision.applies else Status.SKIPPED).value,
+                     "code": decision.reason.value, "reason": decision.text, "hint": decision.hint,
+                     "problem": decision.is_problem})
+    refused = [{"source": p.source, "path": p.path, "message": p.message} for p in catalog.problems]
     return {
         "overlay_enabled": settings.enabled,
         "strict": settings.strict,
+        "host": socket.gethostname(),
         "vllm_version": str(version) if version else None,
+        "vllm_installed": str(installed) if installed else None,
         "vllm_distribution": vllm_distribution_name(),
-        "errors": [e for e in (settings_error, version_error) if e]
-        + [str(e) for e in toggles.validate(settings.enable, settings.disable, catalog.names())],
-        "refused": [{"source": p.source, "path": p.path, "message": p.message} for p in catalog.problems],
-        "patches": rows,
+        "version_override": settings.version_override,
+        "errors": errors,
+        "refused": refused,
+        "patches": [r for r in rows if not r["internal"]],
+        "hooks": [r for r in rows if r["internal"]],
+        "variables": [v.describe() for v in VARIABLES] + [v.describe() for v in catalog.variables()],
+        "ok": not errors and not refused and not any(r["problem"] for r in rows),
     }

@@ -10,6 +10,7 @@ import difflib
 from collections.abc import Iterable
 
 from ascend_overlay.errors import ConfigError
+from ascend_overlay.outcomes import Decision, Reason
 from ascend_overlay.settings import DISABLE, ENABLE
 
 
@@ -33,14 +34,16 @@ def validate(enable: tuple[str, ...], disable: tuple[str, ...], known: Iterable[
     return errors
 
 
-def is_enabled(name: str, default: bool, enable: tuple[str, ...], disable: tuple[str, ...]) -> tuple[bool, str]:
-    """Whether the patch is on, and the words that say why."""
+def switch(name: str, default: bool, enable: tuple[str, ...], disable: tuple[str, ...]) -> Decision:
+    """Whether the patch is switched on, and the words that say why."""
     if name in disable:
-        return False, f"disabled by {DISABLE}"
+        return Decision(False, Reason.DISABLED, f"disabled by {DISABLE}")
     if name in enable:
-        return True, f"enabled by {ENABLE}"
+        return Decision(True, Reason.ENABLED, f"enabled by {ENABLE}")
     if "*" in disable:
-        return False, f"disabled by {DISABLE}=*"
+        return Decision(False, Reason.DISABLED, f"disabled by {DISABLE}=*")
     if "*" in enable:
-        return True, f"enabled by {ENABLE}=*"
-    return default, "on by default" if default else f"experimental: off by default (set {ENABLE}={name})"
+        return Decision(True, Reason.ENABLED, f"enabled by {ENABLE}=*")
+    if default:
+        return Decision(True, Reason.ON_BY_DEFAULT, "on by default")
+    return Decision(False, Reason.EXPERIMENTAL, "experimental: off by default", f"set {ENABLE}={name} to try it")

@@ -54,12 +54,28 @@ def parse_version(text: str, variable: str = OVERRIDE) -> Version:
                           "set it to the vLLM version this build corresponds to") from None
 
 
-def installed_vllm_version(environ: dict[str, str] | os._Environ | None = None) -> Version | None:
-    """The vLLM version patches are gated on: ``VLLM_VERSION`` if set, else the distribution's."""
+def version_override(environ: dict[str, str] | os._Environ | None = None) -> tuple[Version | None, ConfigError | None]:
+    """``VLLM_VERSION`` as a version, or the error that says why it is not one (then ignored)."""
     env = os.environ if environ is None else environ
-    override = env.get(OVERRIDE, "").strip()
-    if override:
-        return parse_version(override)
+    text = env.get(OVERRIDE, "").strip()
+    if not text:
+        return None, None
+    try:
+        return parse_version(text), None
+    except ConfigError as exc:
+        return None, exc
+
+
+def installed_vllm_version(environ: dict[str, str] | os._Environ | None = None) -> Version | None:
+    """The vLLM version patches are gated on: ``VLLM_VERSION`` if set to a version, else the
+    distribution's. A malformed override is ignored here (the overlay reports it once per process),
+    so a typo cannot make the gate and the code inside patches disagree."""
+    override, _problem = version_override(environ)
+    return override if override is not None else installed_from_metadata()
+
+
+def installed_from_metadata() -> Version | None:
+    """The installed distribution's own version, whatever ``VLLM_VERSION`` says."""
     return _installed_from_metadata()
 
 

@@ -61,3 +61,23 @@ def report(title: str, results: dict[str, list[float]], baseline: str, goal: flo
             verdict = "  goal met" if ratio <= goal else f"  GOAL MISSED (<= {goal:.2f})"
         print(f"  {name:<28} median {med:.4g} {unit}  ({spread}, n={len(values)})  ratio {ratio:.3f}{verdict}")
     return ratios
+
+
+class Goals:
+    """Collects goal verdicts so a benchmark's exit status says whether every goal was met."""
+
+    def __init__(self) -> None:
+        self.missed: list[str] = []
+
+    def check(self, title: str, results: dict[str, list[float]], baseline: str, goal: float,
+              unit: str = "s") -> dict[str, float]:
+        ratios = report(title, results, baseline, goal, unit)
+        for name, ratio in ratios.items():
+            if name != baseline and ratio > goal:
+                self.missed.append(f"{title.split('  [')[0]}: {name} ratio {ratio:.3f} > {goal:.2f}")
+        return ratios
+
+    def exit_code(self) -> int:
+        if self.missed:
+            print("\nGOALS MISSED:\n  " + "\n  ".join(self.missed))
+        return 1 if self.missed else 0

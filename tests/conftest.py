@@ -18,6 +18,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
+@pytest.fixture(scope="session")
+def overlay_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The overlay's wheel, built once per session from a copy of the checkout."""
+    from harness import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("overlay-wheel"))
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

@@ -15,7 +15,7 @@ from typing import Any
 from ascend_overlay.demo.server import BIN, SERVE_ARGS, VllmServer, alive, descendants, free_port, wait_gone
 
 __all__ = ["BIN", "SERVE_ARGS", "VllmServer", "alive", "wait_gone", "descendants", "free_port", "REPO", "base_env",
-           "run_offline", "report_by_role", "outcome"]
+           "run_offline", "report_by_role", "outcome", "build_wheel", "fresh_python"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,12 +48,13 @@ OFFLINE_SCRIPT = textwrap.dedent('''
 
 
 def run_offline(model: Path, env: dict[str, str], tmp: Path, prompts: list[str],
-                max_tokens: int = 8, timeout: float = 300) -> tuple[list[list[int]], str]:
+                max_tokens: int = 8, timeout: float = 300, python: Path | None = None) -> tuple[list[list[int]], str]:
     """Greedy offline generation with ``vllm.LLM`` in a fresh interpreter; returns token ids and the log."""
     script = tmp / "offline_generate.py"
     script.write_text(OFFLINE_SCRIPT)
     out = tmp / f"tokens-{time.monotonic_ns()}.json"
-    proc = subprocess.run([sys.executable, str(script), str(model), str(out), str(max_tokens), json.dumps(prompts)],
+    proc = subprocess.run([str(python or sys.executable), str(script), str(model), str(out), str(max_tokens),
+                           json.dumps(prompts)],
                           env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp)
     if proc.returncode != 0:
         raise RuntimeError(f"offline generation failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -71,3 +72,36 @@ def report_by_role(path: Path) -> dict[str, list[dict[str, Any]]]:
 
 def outcome(record: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((p for p in record["patches"] if p["name"] == name), None)
+
+
+def build_wheel(directory: Path) -> Path:
+    """The overlay's wheel, built from a copy of this checkout (so the checkout gets no build output)."""
+    import shutil
+
+    source = directory / "src"
+    shutil.copytree(REPO, source, symlinks=True,
+                    ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__", ".cache"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(directory / "dist"), str(source)], check=True, capture_output=True, text=True, cwd=directory)
+    return next((directory / "dist").glob("ascend_overlay-*.whl"))
+
+
+def fresh_python(directory: Path) -> Path:
+    """A new, empty environment of this interpreter's base Python that sees this one's packages (vLLM,
+    torch...) as a plain path entry: no site directory of ours, so none of the checkout's editable-install
+    files (its finder, its start-up line) run there. Install the overlay into it as the test needs."""
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(directory)], check=True)
+    python = directory / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    (Path(site) / "dependencies_for_test.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    return python
+
+
+def pip_install(wheel: Path, *, python: Path | None = None, target: Path | None = None) -> None:
+    where = ["--python", str(python)] if python else []
+    into = ["--target", str(target)] if target else []
+    subprocess.run([sys.executable, "-m", "pip", *where, "install", "--no-deps", "--no-index", "-q", *into, str(wheel)],
+                   check=True, capture_output=True, text=True)

@@ -1,314 +1,95 @@
-"""Balance scheduling (patches/engine_core/patch_scheduler.py).
+"""Balance scheduling (patches/engine_core/patch_core.py): the data-parallel admission gate.
 
-In-process tests drive vLLM's real ``Scheduler`` step by step (the model's output is a fixed token:
-scheduling does not depend on its value), with and without the patch, on one workload of long
-prompts arriving while short ones decode. The e2e test runs real vLLM on CPU twice and compares.
+The gate's scheduler half is driven here on vLLM's real ``Scheduler`` with the counts the DP engine
+core would have gathered; the gather itself, across real DP engine cores, is proven end to end in
+tests/test_e2e_data_parallel.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
-import torch
+from scheduler_harness import build_scheduler, request, step
 
 from ascend_overlay import applier
 from ascend_overlay.catalog import load_catalog
-from ascend_overlay.errors import ConfigError, PatchApplyError
 
-THRESHOLD_VAR = "VLLM_ASCEND_OVERLAY_BALANCE_THRESHOLD"
-STATS_VAR = "VLLM_ASCEND_OVERLAY_BALANCE_STATS"
-
-
-@pytest.fixture(scope="module")
-def patch():
-    catalog = load_catalog(entry_points=False)
-    found = catalog.get("balance_scheduling")
-    assert found is not None
-    return found
+CATALOG = load_catalog(entry_points=False)
+PATCH = CATALOG.get("balance_scheduling")
 
 
 @pytest.fixture(scope="module")
-def rule(patch):
-    """The patch file's module: its threshold parser and step classifier are what is tested."""
-    return sys.modules[patch.edits[0].factory.__module__]
-
-
-def test_declaration(patch):
-    assert patch.phase.value == "engine_core" and patch.default is False and patch.requires == ()
-    assert patch.vllm == ">=0.32,<0.34" and patch.targets == ("vllm.v1.core.sched.scheduler:Scheduler.schedule",)
-    assert THRESHOLD_VAR in patch.why
-
-
-# -- configuration -------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("raw,value", [("", None), ("  ", None), ("4", 4), (" 0 ", 0), ("64", 64)])
-def test_threshold_accepted(rule, raw, value):
-    assert rule.read_threshold({THRESHOLD_VAR: raw}) == value
-    assert rule.read_threshold({}) is None
-
-
-@pytest.mark.parametrize("raw", ["-1", "four", "2.5", "1e3"])
-def test_threshold_refused_with_the_variable_named(rule, raw):
-    with pytest.raises(ConfigError) as info:
-        rule.read_threshold({THRESHOLD_VAR: raw})
-    message = str(info.value)
-    assert message.startswith(f"{THRESHOLD_VAR}={raw!r} is not valid") and "integer >= 0" in message
-
-
-def test_default_threshold(rule):
-    assert [rule.default_threshold(n) for n in (1, 2, 8, 9, 256)] == [1, 1, 4, 4, 128]
-
-
-def test_bad_configuration_fails_the_patch_alone_and_leaves_vllm_stock(patch, monkeypatch, tmp_path):
-    from vllm.v1.core.sched.scheduler import Scheduler
-
-    original = Scheduler.schedule
-    monkeypatch.setenv(THRESHOLD_VAR, "lots")
-    with pytest.raises(PatchApplyError, match=THRESHOLD_VAR):
-        applier.apply(patch)
-    assert Scheduler.schedule is original
-    monkeypatch.setenv(THRESHOLD_VAR, "2")
-    monkeypatch.setenv(STATS_VAR, str(tmp_path / "missing-dir" / "stats.jsonl"))
-    with pytest.raises(PatchApplyError, match=STATS_VAR):
-        applier.apply(patch)
-    assert Scheduler.schedule is original
-
-
-# -- the rule, on vLLM's real scheduler --------------------------------------------------------------------
-
-MAX_SEQS, BUDGET = 8, 64
-
-
-def workload() -> list[tuple[int, int]]:
-    """(prompt length, max_tokens): a long prompt every third request, staggered finishes."""
-    return [(100 if i % 3 == 0 else 10, 5 + 3 * i) for i in range(12)]
-
-
-def make_scheduler(model: Path):
-    from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig
-    from vllm.v1.core.sched.scheduler import Scheduler
-    from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
-    from vllm.v1.structured_output import StructuredOutputManager
-
-    config = VllmConfig(
-        model_config=ModelConfig(model=str(model), max_model_len=256, dtype="float32"),
-        scheduler_config=SchedulerConfig(max_num_seqs=MAX_SEQS, max_num_batched_tokens=BUDGET, max_model_len=256,
-                                         enable_chunked_prefill=True, is_encoder_decoder=False),
-        cache_config=CacheConfig(block_size=16, enable_prefix_caching=False))
-    config.cache_config.num_gpu_blocks = 512
-    spec = FullAttentionSpec(block_size=16, num_kv_heads=1, head_size=64, dtype=torch.float32)
-    kv = KVCacheConfig(num_blocks=512, kv_cache_tensors=[], kv_cache_groups=[KVCacheGroupSpec(["layer"], spec)])
-    return Scheduler(config, kv, StructuredOutputManager(config), block_size=16, log_stats=False)
-
-
-def simulate(scheduler, rule, throttle: bool = False) -> list[dict]:
-    """Run the workload to completion; one record per step: the decode count at its start, what it
-    scheduled, and how many requests prefilled and decoded in it."""
-    from vllm.sampling_params import SamplingParams
-    from vllm.v1.outputs import ModelRunnerOutput
-    from vllm.v1.request import Request
-
-    for i, (prompt_len, max_tokens) in enumerate(workload()):
-        scheduler.add_request(Request(f"r{i}", list(range(2, 2 + prompt_len)),
-                                      SamplingParams(max_tokens=max_tokens, ignore_eos=True), None))
-    steps, produced = [], {}
-    while scheduler.has_requests():
-        assert len(steps) < 1000, "the workload must finish"
-        decoding = rule.decoding_count(scheduler.running)
-        pending = rule.prefill_pending(scheduler)
-        out = scheduler.schedule(throttle)
-        ids = list(out.num_scheduled_tokens)
-        sampled = []
-        for rid in ids:
-            req = scheduler.requests[rid]
-            done_prompt = req.num_computed_tokens >= req.num_tokens
-            sampled.append([7] if done_prompt else [])
-            produced[rid] = produced.get(rid, 0) + (1 if done_prompt else 0)
-        scheduler.update_from_output(out, ModelRunnerOutput(req_ids=ids, req_id_to_index={r: n for n, r in enumerate(ids)},
-                                                            sampled_token_ids=sampled))
-        prefill, decode = rule.step_mix(out)
-        steps.append({"decoding": decoding, "pending": pending, "scheduled": dict(out.num_scheduled_tokens),
-                      "prefill": prefill, "decode": decode, "mixed": prefill > 0 and decode > 0})
-    assert produced == {f"r{i}": max_tokens for i, (_, max_tokens) in enumerate(workload())}
-    return steps
-
-
-@pytest.fixture(scope="module")
-def vllm_ready(tiny_model):
-    from vllm.config import VllmConfig, set_current_vllm_config
-
-    with set_current_vllm_config(VllmConfig()):
-        yield tiny_model
+def rule():
+    return sys.modules[PATCH.edits[0].value.__module__]
 
 
 @pytest.fixture
-def balanced(patch, monkeypatch):
-    def apply(threshold: str | None, stats: Path | None = None):
-        if threshold is None:
-            monkeypatch.delenv(THRESHOLD_VAR, raising=False)
-        else:
-            monkeypatch.setenv(THRESHOLD_VAR, threshold)
-        if stats is not None:
-            monkeypatch.setenv(STATS_VAR, str(stats))
-        done.append(applier.apply(patch))
-
-    done: list = []
-    yield apply
-    for item in done:
-        item.undo()
+def applied():
+    done = applier.apply(PATCH)
+    yield
+    done.undo()
 
 
-def test_stock_mixes_prefill_into_large_decode_batches(vllm_ready, rule):
-    steps = simulate(make_scheduler(vllm_ready), rule)
-    assert sum(1 for s in steps if s["mixed"] and s["decoding"] >= 4) >= 2
+@pytest.fixture
+def scheduler(tiny_model, vllm_config):
+    return build_scheduler(tiny_model, max_num_seqs=2, max_num_batched_tokens=64)
 
 
-@pytest.mark.parametrize("threshold", [None, "4", "1", "6"])
-def test_no_step_mixes_while_the_rule_holds(vllm_ready, rule, balanced, tmp_path, threshold):
-    stats = tmp_path / "stats.jsonl"
-    balanced(threshold, stats)
-    steps = simulate(make_scheduler(vllm_ready), rule)
-    t = rule.default_threshold(MAX_SEQS) if threshold is None else int(threshold)
-    held = [s for s in steps if s["decoding"] > 0 and s["decoding"] >= t]
-    assert held and any(s["pending"] for s in held), "the workload must exercise the rule"
-    assert not [s for s in held if s["prefill"] > 0], "a held step scheduled prefill work"
-    if t > 1:
-        assert any(s["mixed"] for s in steps if s["decoding"] < t), "below the threshold steps may mix"
-    # The stats file tells the same story, one line per step that scheduled work.
-    lines = [json.loads(line) for line in stats.read_text().splitlines()]
-    assert len(lines) == sum(1 for s in steps if s["scheduled"])
-    worked = [s for s in steps if s["scheduled"]]
-    assert [(r["decoding"], r["held"], r["mixed"], r["threshold"]) for r in lines] == \
-           [(s["decoding"], s["decoding"] > 0 and s["decoding"] >= t, s["mixed"], t) for s in worked]
+def test_declaration() -> None:
+    assert PATCH.phase.value == "engine_core" and PATCH.default is False
+    assert PATCH.targets == ("vllm.v1.engine.core:DPEngineCoreProc._has_global_unfinished_reqs",
+                             "vllm.v1.core.sched.scheduler:Scheduler.schedule")
+    assert [v.name for v in PATCH.variables] == ["VLLM_ASCEND_OVERLAY_BALANCE_STATS"]
 
 
-def test_strict_separation_with_threshold_one(vllm_ready, rule, balanced):
-    balanced("1")
-    steps = simulate(make_scheduler(vllm_ready), rule)
-    assert not [s for s in steps if s["mixed"]]
+def test_the_rule_is_equality_with_capacity(rule) -> None:
+    assert rule.admission_frozen((2, 0), 2)
+    assert rule.admission_frozen((0, 2, 1), 2)
+    assert not rule.admission_frozen((1, 1), 2)
+    assert not rule.admission_frozen((), 2)
 
 
-@pytest.mark.parametrize("throttle", [False, True])
-def test_steps_below_the_threshold_are_stock(vllm_ready, rule, balanced, throttle):
-    """A threshold the decode batch never reaches leaves every scheduling decision to vLLM, including
-    the data-parallel caller's own throttle_prefills."""
-    stock = simulate(make_scheduler(vllm_ready), rule, throttle)
-    balanced(str(MAX_SEQS + 1))
-    assert simulate(make_scheduler(vllm_ready), rule, throttle) == stock
+def test_a_rank_at_capacity_freezes_admission_here(rule, applied, scheduler) -> None:
+    from vllm.v1.core.sched.interface import PauseState
+
+    scheduler.add_request(request("running", 4, 50))
+    assert step(scheduler) == {"running": 4}
+    scheduler.add_request(request("new", 4, 5))
+    setattr(scheduler, rule.COUNTS_ATTR, (1, 2))  # the other DP rank is full
+    for _ in range(3):
+        assert step(scheduler) == {"running": 1}, "a new request was admitted during the freeze"
+        assert scheduler.pause_state == PauseState.UNPAUSED, "the gate's pause leaked out of schedule()"
+    setattr(scheduler, rule.COUNTS_ATTR, (1, 1))  # the full rank finished one: admission resumes
+    assert step(scheduler) == {"running": 1, "new": 4}
 
 
-def test_held_step_leaves_vllm_saturation_flag_untouched(vllm_ready, rule, balanced):
-    balanced("1")
-    scheduler = make_scheduler(vllm_ready)
-    from vllm.sampling_params import SamplingParams
-    from vllm.v1.outputs import ModelRunnerOutput
-    from vllm.v1.request import Request
+def test_an_operators_pause_is_left_alone(rule, applied, scheduler) -> None:
+    from vllm.v1.core.sched.interface import PauseState
 
-    scheduler.add_request(Request("a", [2, 3, 4], SamplingParams(max_tokens=8, ignore_eos=True), None))
-    out = scheduler.schedule()
-    scheduler.update_from_output(out, ModelRunnerOutput(req_ids=["a"], req_id_to_index={"a": 0},
-                                                        sampled_token_ids=[[7]]))
-    scheduler.add_request(Request("b", list(range(2, 50)), SamplingParams(max_tokens=4, ignore_eos=True), None))
-    scheduler.prefill_capacity_bound = True  # vLLM's escape would admit "b"; the rule must not
-    out = scheduler.schedule()
-    assert dict(out.num_scheduled_tokens) == {"a": 1}
-    assert scheduler.prefill_capacity_bound is True
+    scheduler.add_request(request("running", 4, 50))
+    step(scheduler)
+    scheduler.set_pause_state(PauseState.PAUSED_ALL)
+    setattr(scheduler, rule.COUNTS_ATTR, (2, 2))
+    assert step(scheduler) == {}
+    assert scheduler.pause_state == PauseState.PAUSED_ALL
 
 
-# -- end to end: real vLLM on CPU ----------------------------------------------------------------------------
+def test_without_a_gather_the_scheduler_is_stock(tiny_model, vllm_config) -> None:
+    """One engine core (no DP) never gathers: every decision is vLLM's own."""
 
-OFFLINE = textwrap.dedent('''
-    import json, sys
-    from vllm import LLM, SamplingParams
+    def run() -> list[dict[str, int]]:
+        scheduler = build_scheduler(tiny_model, max_num_seqs=2, max_num_batched_tokens=64)
+        for i in range(5):
+            scheduler.add_request(request(f"r{i}", 10 + 20 * i, 3 + i))
+        steps = []
+        while scheduler.has_requests():
+            steps.append(step(scheduler))
+        return steps
 
-    if __name__ == "__main__":
-        model, out = sys.argv[1], sys.argv[2]
-        work = json.loads(sys.argv[3])
-        llm = LLM(model=model, load_format="dummy", gpu_memory_utilization=0.3, max_model_len=256,
-                  max_num_seqs=8, max_num_batched_tokens=64, enable_prefix_caching=False, seed=0)
-        prompts = [{"prompt_token_ids": ids} for ids, _ in work]
-        params = [SamplingParams(temperature=0, max_tokens=n, ignore_eos=True) for _, n in work]
-        outs = llm.generate(prompts, params)
-        json.dump([list(o.outputs[0].token_ids) for o in outs], open(out, "w"))
-''')
-
-RECORDER = textwrap.dedent('''
-    """Test-only observer: records what stock vLLM schedules, with the rule's own classifier."""
-    import json, os, sys
-    from ascend_overlay import Patch
-
-    PATCH = Patch(name="test_schedule_recorder", phase="engine_core", vllm=">=0.32,<0.34",
-                  why="test observer of stock scheduling", remove_when="never: test only",
-                  supersedes=("balance_scheduling",))
-    RULE = "_ascend_overlay_patches.builtin.engine_core.patch_scheduler"
-
-    @PATCH.wrap("vllm.v1.core.sched.scheduler:Scheduler.schedule", contract="(self, throttle_prefills=False)")
-    def record(wrapped, instance, args, kwargs):
-        rule = sys.modules[RULE]
-        decoding = rule.decoding_count(instance.running)
-        out = wrapped(*args, **kwargs)
-        if out.total_num_scheduled_tokens:
-            prefill, decode = rule.step_mix(out)
-            with open(os.environ["TEST_SCHEDULE_RECORD"], "a") as f:
-                f.write(json.dumps({"decoding": decoding, "mixed": prefill > 0 and decode > 0}) + "\\n")
-        return out
-''')
-
-
-def e2e_workload() -> list[tuple[list[int], int]]:
-    """Long prompts (chunked at 64 tokens) arriving while short requests decode."""
-    work = []
-    for i in range(16):
-        length = 150 if i % 4 == 1 else 6 + i
-        work.append(([3 + (i * 7 + j) % 500 for j in range(length)], 6 + (i * 5) % 23))
-    return work
-
-
-@pytest.mark.e2e
-def test_e2e_balance_scheduling_follows_its_rule_and_keeps_greedy_outputs(tiny_model, tmp_path):
-    from harness import base_env, report_by_role
-
-    script = tmp_path / "offline.py"
-    script.write_text(OFFLINE)
-    hotfix = tmp_path / "hotfix"
-    (hotfix / "engine_core").mkdir(parents=True)
-    os.chmod(hotfix, 0o755)
-    os.chmod(hotfix / "engine_core", 0o755)
-    (hotfix / "engine_core" / "patch_test_schedule_recorder.py").write_text(RECORDER)
-    work = json.dumps(e2e_workload())
-
-    def run(env: dict[str, str], name: str) -> list[list[int]]:
-        out = tmp_path / f"{name}.json"
-        proc = subprocess.run([sys.executable, str(script), str(tiny_model), str(out), work], env=env,
-                              capture_output=True, text=True, timeout=400, cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        return json.loads(out.read_text())
-
-    stock_record, stats, report = tmp_path / "stock.jsonl", tmp_path / "balanced.jsonl", tmp_path / "report.jsonl"
-    stock = run(base_env(True, VLLM_ASCEND_OVERLAY_PATH=str(hotfix), TEST_SCHEDULE_RECORD=str(stock_record)),
-                "stock")
-    balanced = run(base_env(True, VLLM_ASCEND_OVERLAY_ENABLE="balance_scheduling", **{
-        THRESHOLD_VAR: "4", STATS_VAR: str(stats), "VLLM_ASCEND_OVERLAY_REPORT": str(report)}), "balanced")
-
-    engine = report_by_role(report)["engine_core"]
-    assert [p["status"] for r in engine for p in r["patches"] if p["name"] == "balance_scheduling"] == ["applied"]
-
-    stock_steps = [json.loads(line) for line in stock_record.read_text().splitlines()]
-    steps = [json.loads(line) for line in stats.read_text().splitlines()]
-    held = [s for s in steps if s["held"]]
-    print(f"stock: {len(stock_steps)} steps, {sum(s['mixed'] for s in stock_steps)} mixed, "
-          f"{sum(s['mixed'] and s['decoding'] >= 4 for s in stock_steps)} mixed with >= 4 decoding; "
-          f"balanced: {len(steps)} steps, {len(held)} held, {sum(s['prefill_pending'] for s in held)} held "
-          f"with prefill pending, {sum(s['mixed'] for s in held)} held and mixed, "
-          f"{sum(s['mixed'] for s in steps)} mixed in all")
-    assert sum(1 for s in stock_steps if s["mixed"] and s["decoding"] >= 4) > 0, "stock must mix here"
-    assert held and sum(1 for s in held if s["prefill_pending"]) > 0, "the rule must have held prefills back"
-    assert [s for s in held if s["mixed"]] == []
-    assert all(s["held"] == (s["decoding"] >= 4) for s in steps)
-    assert balanced == stock, "greedy outputs must not depend on the scheduling rule"
+    stock = run()
+    done = applier.apply(PATCH)
+    try:
+        assert run() == stock
+    finally:
+        done.undo()

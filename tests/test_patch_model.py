@@ -12,7 +12,7 @@ import pytest
 import wrapt
 from synthetic import forget, write_patch, write_target_package
 
-from ascend_overlay import activation
+from ascend_overlay import activation, phases
 from ascend_overlay.errors import PatchApplyError
 from ascend_overlay.settings import Settings
 
@@ -136,9 +136,9 @@ def test_strict_mode_raises_instead(pkg: str, tmp_path: Path) -> None:
         def compute(x):
             return 0
     ''')
-    overlay = activation.activate(settings=_settings(tmp_path / "hotfix", strict=True))
+    activation.activate(settings=_settings(tmp_path / "hotfix", strict=True))
     with pytest.raises(PatchApplyError, match="drift"):
-        overlay.fire("platform")
+        phases.fire("platform")
     assert sys.modules[pkg].compute is sys.modules[pkg].ORIGINALS["compute"]
 
 
@@ -159,7 +159,7 @@ def test_drift_skips_with_what_changed_unless_declared_compatible(pkg: str, tmp_
     ''')
     __import__(pkg)
     overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
-    overlay.fire("platform")
+    phases.fire("platform")
     drifted = overlay.report.outcomes["drifted"]
     assert drifted.status == "skipped"
     assert drifted.reason.startswith("drift:") and "removed scale" in drifted.reason
@@ -176,7 +176,7 @@ def test_missing_target_is_skipped_not_raised(pkg: str, tmp_path: Path) -> None:
             return 0
     ''')
     overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
-    overlay.fire("platform")
+    phases.fire("platform")
     result = overlay.report.outcomes["renamed_upstream"]
     assert result.status == "skipped" and "compute_v2 does not exist" in result.reason
 
@@ -208,7 +208,7 @@ def test_stale_alias_in_real_vllm_is_rebound(tmp_path: Path) -> None:
     ''')
     overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
     try:
-        overlay.fire("platform")
+        phases.fire("platform")
         assert overlay.report.outcomes["wrap_init_logger"].status == "applied"
         assert isinstance(arg_utils.init_logger, wrapt.FunctionWrapper)
         assert arg_utils.init_logger is vllm.logger.init_logger
@@ -228,10 +228,50 @@ def test_two_patches_on_one_target_conflict_at_load(pkg: str, tmp_path: Path) ->
                 return {n}
         ''')
     overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
-    assert "conflict" in overlay.catalog.blocked["claim_2"] and "claim_1" in overlay.catalog.blocked["claim_2"]
-    overlay.fire("platform")
+    blocked = overlay.catalog.blocked["claim_2"]
+    assert blocked.reason.value == "conflict" and "claim_1" in blocked.text and "supersedes=('claim_1',)" in blocked.hint
+    phases.fire("platform")
     assert overlay.report.outcomes["claim_2"].status == "skipped"
     assert sys.modules[pkg].compute(0) == 1
+
+
+def test_wraps_on_one_target_compose_in_load_order_and_undo_in_any_order(pkg: str, tmp_path: Path) -> None:
+    for n, op in ((1, "+ 100"), (2, "* 2")):
+        write_patch(tmp_path / "hotfix", "platform", f"patch_w{n}.py", f'''
+            PATCH = Patch(name="wrap_{n}", phase="platform", vllm=">=0", why="t", remove_when="t")
+
+            @PATCH.wrap("{pkg}:compute", contract="(x)")
+            def around(wrapped, instance, args, kwargs):
+                return wrapped(*args, **kwargs) {op}
+        ''')
+    mod = __import__(pkg)
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    phases.fire("platform")
+    assert overlay.catalog.blocked == {}
+    assert mod.compute(1) == (2 + 100) * 2, "the second wrapper must see the first one's result"
+    overlay.unpatch("wrap_1")  # the inner one first: spliced out from under wrap_2
+    assert mod.compute(1) == 2 * 2
+    activation.deactivate()
+    assert mod.compute is mod.ORIGINALS["compute"]
+
+
+def test_a_replacement_and_a_wrap_on_one_target_conflict(pkg: str, tmp_path: Path) -> None:
+    write_patch(tmp_path / "hotfix", "platform", "patch_a.py", f'''
+        PATCH = Patch(name="wraps_it", phase="platform", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.wrap("{pkg}:compute")
+        def around(wrapped, instance, args, kwargs):
+            return wrapped(*args, **kwargs)
+    ''')
+    write_patch(tmp_path / "hotfix", "platform", "patch_b.py", f'''
+        PATCH = Patch(name="replaces_it", phase="platform", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.replace("{pkg}:compute")
+        def compute(x):
+            return 0
+    ''')
+    overlay = activation.activate(settings=_settings(tmp_path / "hotfix"))
+    assert "a replacement cannot share its target" in overlay.catalog.blocked["replaces_it"].text
 
 
 def test_supersedes_settles_the_conflict(pkg: str, tmp_path: Path) -> None:
@@ -252,7 +292,7 @@ def test_supersedes_settles_the_conflict(pkg: str, tmp_path: Path) -> None:
     ''')
     __import__(pkg)
     overlay = activation.activate(settings=_settings(tmp_path / "a", tmp_path / "b"))
-    overlay.fire("platform")
+    phases.fire("platform")
     assert sys.modules[pkg].compute(0) == "new"
     assert overlay.report.outcomes["old_fix"].reason == "superseded by new_fix"
 
@@ -280,3 +320,17 @@ def test_undo_refuses_to_clobber_a_later_change_but_undoes_the_rest(pkg: str, tm
     assert mod.compute is someone_elses, "undo overwrote a change made after the overlay's"
     assert mod.Widget.__dict__["size"] is mod.ORIGINALS["size"], "the other patch was not undone"
     activation.deactivate()
+
+
+def test_undo_splices_our_wrapper_out_from_under_a_third_party_wrapt_wrapper(pkg: str, tmp_path: Path) -> None:
+    _standard_patches(tmp_path / "hotfix", pkg)
+    activation.activate(settings=_settings(tmp_path / "hotfix"))
+    mod = __import__(pkg)
+    ours = mod.__dict__["compute"]
+    theirs = wrapt.FunctionWrapper(ours, lambda wrapped, instance, args, kwargs: wrapped(*args, **kwargs) + 5)
+    mod.compute = theirs  # e.g. a tracer instrumenting vLLM after the overlay
+    assert mod.compute(1) == 25
+    activation.deactivate()
+    assert mod.compute is theirs, "the third party's wrapper must stay on top"
+    assert theirs.__wrapped__ is mod.ORIGINALS["compute"], "ours must be spliced out of the chain"
+    assert mod.compute(1) == 7

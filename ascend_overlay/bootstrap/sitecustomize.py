@@ -32,4 +32,4 @@ except Exception as exc:
 if os.environ.get("VLLM_ASCEND_OVERLAY", "").strip().lower() not in ("", "0", "false", "no", "off"):
     from ascend_overlay.bootstrap.start import start
 
-    start()
+    start("sitecustomize")

@@ -34,6 +34,15 @@ def overlay_environment(environ: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def find_command(name: str, path: str | None) -> str | None:
+    """``name`` on PATH, else beside this interpreter: ``vllm`` is installed next to ``ascend-overlay``
+    in the same environment, which is often not on PATH (a venv used without activating it)."""
+    found = shutil.which(name, path=path)
+    if found is None and os.sep not in name:
+        found = shutil.which(name, path=str(Path(sys.executable).parent))
+    return found
+
+
 def _run(args: argparse.Namespace) -> int:
     command = list(args.cmd)
     if command and command[0] == "--":
@@ -57,9 +66,10 @@ def _run(args: argparse.Namespace) -> int:
         env["VLLM_ASCEND_OVERLAY_STRICT"] = "1"
     if args.report:
         env["VLLM_ASCEND_OVERLAY_REPORT"] = os.path.abspath(args.report)
-    executable = shutil.which(command[0], path=env.get("PATH"))
+    executable = find_command(command[0], env.get("PATH"))
     if executable is None:
-        print(f"ascend-overlay run: command not found: {command[0]}", file=sys.stderr)
+        print(f"ascend-overlay run: command not found: {command[0]} (looked on PATH and in "
+              f"{Path(sys.executable).parent}, where ascend-overlay is installed)", file=sys.stderr)
         return 127
     os.execve(executable, command, env)
     return 0  # not reached

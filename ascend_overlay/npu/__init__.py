@@ -21,6 +21,9 @@ import importlib.util
 import logging
 import sys
 
+# The one switch of the simulated NPU (documented in docs/npu.md, declared in settings.py); never on by default.
+from ascend_overlay.settings import SIMULATE_NPU
+
 PLATFORM_QUALNAME = "ascend_overlay.npu.platform.NPUPlatform"
 WORKER_QUALNAME = "ascend_overlay.npu.worker.NPUWorker"
 
@@ -28,8 +31,6 @@ WORKER_QUALNAME = "ascend_overlay.npu.worker.NPUWorker"
 # so their objects dispatch to ``forward_oot``, which the worker-phase patches point at ``ops``.
 NPU_CUSTOM_OPS = ("silu_and_mul", "rms_norm", "rotary_embedding")
 
-# The one switch of the simulated NPU (documented in docs/npu.md); never on by default.
-SIMULATE_NPU = "VLLM_ASCEND_OVERLAY_SIMULATE_NPU"
 
 log = logging.getLogger("ascend_overlay")
 _simulator_refusal_logged = False
@@ -60,10 +61,10 @@ def platform_plugin() -> str | None:
     such as vllm-ascend, since vLLM refuses two active out-of-tree platforms).
     """
     from ascend_overlay.errors import ConfigError
-    from ascend_overlay.settings import ACTIVATE, parse_flag
+    from ascend_overlay.settings import ACTIVATE, read
 
     try:
-        if not parse_flag(ACTIVATE):
+        if not read(ACTIVATE):
             return None
     except ConfigError:
         return None  # the bootstrap reports the bad value; a platform probe is not the place to fail
@@ -78,10 +79,10 @@ def platform_plugin() -> str | None:
 
 def _simulate() -> bool:
     from ascend_overlay.errors import ConfigError
-    from ascend_overlay.settings import parse_flag
+    from ascend_overlay.settings import read
 
     try:
-        return parse_flag(SIMULATE_NPU)
+        return read(SIMULATE_NPU)
     except ConfigError as exc:
         _refused(str(exc))
         return False
@@ -104,10 +105,10 @@ def _refused(message: str) -> None:
     the end of it (vLLM swallows exceptions from platform plugins, so strict exits)."""
     global _simulator_refusal_logged
     from ascend_overlay.errors import ConfigError
-    from ascend_overlay.settings import STRICT, parse_flag
+    from ascend_overlay.settings import STRICT, read
 
     try:
-        strict = parse_flag(STRICT)
+        strict = read(STRICT)
     except ConfigError:
         strict = False
     if strict:

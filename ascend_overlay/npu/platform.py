@@ -12,7 +12,7 @@ importing vLLM and torch at module level is therefore fine here.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from vllm.platforms.interface import Platform, PlatformEnum
@@ -42,17 +42,6 @@ class NPUPlatform(Platform):
     # torch.compile's default (inductor) has no NPU code generator without extra Ascend packages;
     # vLLM compiles small helpers with this backend, so keep them eager.
     simple_compile_backend: str = "eager"
-
-    @classmethod
-    def pre_register_and_update(cls, parser: Any = None) -> None:
-        """vLLM's earliest per-process platform hook (before the config and CLI parsing): the
-        overlay's platform phase lands here, so platform patches precede everything they affect."""
-        from ascend_overlay import activation
-        from ascend_overlay.patch import Phase
-
-        overlay = activation.current()
-        if overlay is not None:
-            overlay.fire(Phase.PLATFORM)
 
     @classmethod
     def import_kernels(cls) -> None:

@@ -1,9 +1,9 @@
-"""Balance scheduling: keep new prefill work out of decode steps while the decode batch is large.
+"""Prefill throttle: keep new prefill work out of decode steps while the decode batch is large.
 
 The rule, evaluated at the start of every ``Scheduler.schedule`` call (one engine step):
 
 * D = the number of requests in the running queue that have finished their prompt (decoding);
-* T = ``VLLM_ASCEND_OVERLAY_BALANCE_THRESHOLD`` (an integer >= 0; default: half of
+* T = ``VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD`` (an integer >= 0; default: half of
   ``--max-num-seqs``, rounded down, at least 1).
 
 If D > 0 and D >= T, the step is *held*: it schedules the decodes and no prefill work, i.e. no
@@ -18,22 +18,20 @@ that one call: the rule, not the queue length, decides. Everything else (budgets
 allocation, ordering) is vLLM's code. Requests held back wait at most until enough decodes finish,
 which max_tokens and max_model_len bound.
 
-``VLLM_ASCEND_OVERLAY_BALANCE_STATS=<file>`` appends one JSON line per step that scheduled work:
+``VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_STATS=<file>`` appends one JSON line per step that scheduled work:
 the decode count at the start, the threshold, whether the step was held, whether prefill work was
 pending, and how many requests prefilled or decoded in it (``mixed`` when both). It lets an operator
 verify the rule and tune T on a live server; it costs nothing when unset.
 """
 
-import json
-import os
-
 from ascend_overlay import Patch
+from ascend_overlay.patchlib import StatsLines, parse_stats_path
 
-THRESHOLD_VAR = "VLLM_ASCEND_OVERLAY_BALANCE_THRESHOLD"
-STATS_VAR = "VLLM_ASCEND_OVERLAY_BALANCE_STATS"
+THRESHOLD_VAR = "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD"
+STATS_VAR = "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_STATS"
 
 PATCH = Patch(
-    name="balance_scheduling",
+    name="prefill_throttle",
     phase="engine_core",
     vllm=">=0.32,<0.34",
     default=False,
@@ -51,22 +49,27 @@ PATCH = Patch(
 )
 
 
+def _parse_threshold(raw):
+    text = raw.strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValueError("")
+    return int(text)
+
+
+THRESHOLD = PATCH.variable(
+    THRESHOLD_VAR, default=None, parse=_parse_threshold,
+    accepted="an integer >= 0 (unset: max(1, max_num_seqs // 2))",
+    doc="prefill throttle: the decode batch size from which new prefills wait")
+STATS = PATCH.variable(
+    STATS_VAR, default=None, parse=parse_stats_path, accepted="a file path in a writable directory (lines are appended)",
+    doc="prefill throttle: append one JSON line per step that scheduled work to this file")
+
+
 def read_threshold(environ=None):
     """The threshold set by the operator, or None for the default; a bad value raises ConfigError."""
-    from ascend_overlay.errors import ConfigError
-
-    env = os.environ if environ is None else environ
-    raw = env.get(THRESHOLD_VAR, "")
-    if not raw.strip():
-        return None
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(THRESHOLD_VAR, raw, "an integer >= 0 (unset: max(1, max_num_seqs // 2))",
-                          "it is the decode batch size from which new prefills wait")
-    return value
+    return THRESHOLD.read(environ)
 
 
 def default_threshold(max_num_seqs):
@@ -96,66 +99,39 @@ def prefill_pending(scheduler):
             or any(request.is_prefill_chunk for request in scheduler.running))
 
 
-class StatsFile:
-    """Per-step JSON lines for ``VLLM_ASCEND_OVERLAY_BALANCE_STATS``; writing never fails a step."""
+_stats_files = {}
 
-    def __init__(self, path):
-        self.path = path
-        self.step = 0
+
+def _settings():
+    """(threshold or None, stats file or None). The plan step validated both variables, so a bad
+    value never reaches a scheduling step; reading them costs microseconds against a step's
+    milliseconds, and follows the environment (tests change it between runs)."""
+    path = STATS.read()
+    if path and path not in _stats_files:
+        _stats_files[path] = StatsLines(path, STATS_VAR)
+    return read_threshold(), _stats_files.get(path)
+
+
+@PATCH.wrap("vllm.v1.core.sched.scheduler:Scheduler.schedule", contract="(self, throttle_prefills=False)")
+def throttled_schedule(wrapped, instance, args, kwargs):
+    configured, stats = _settings()
+    threshold = configured if configured is not None else default_threshold(instance.scheduler_config.max_num_seqs)
+    decoding = decoding_count(instance.running)
+    held = decoding > 0 and decoding >= threshold
+    pending = prefill_pending(instance) if stats is not None else None
+    if not held:
+        output = wrapped(*args, **kwargs)
+    else:
+        saved = instance.prefill_capacity_bound
+        instance.prefill_capacity_bound = False
         try:
-            self.handle = open(path, "a", buffering=1, encoding="utf-8")  # open for the process lifetime
-        except OSError as exc:
-            from ascend_overlay.errors import ConfigError
-
-            raise ConfigError(STATS_VAR, path, "a writable file path (lines are appended)",
-                              exc.strerror or str(exc)) from None
-
-    @classmethod
-    def from_env(cls, environ=None):
-        env = os.environ if environ is None else environ
-        path = env.get(STATS_VAR, "").strip()
-        return cls(path) if path else None
-
-    def write(self, record):
-        self.step += 1
-        try:
-            self.handle.write(json.dumps({"pid": os.getpid(), "step": self.step, **record}) + "\n")
-        except (OSError, ValueError) as exc:
-            import logging
-
-            logging.getLogger("ascend_overlay").warning("ascend-overlay: %s: stats stopped: %s", STATS_VAR, exc)
-            self.write = lambda record: None
-
-
-@PATCH.replace("vllm.v1.core.sched.scheduler:Scheduler.schedule",
-               contract="(self, throttle_prefills=False)", factory=True)
-def make_balanced_schedule(original):
-    # Read once, at apply time: a bad value fails this patch alone (vLLM then schedules stock and
-    # the overlay reports why), instead of failing a step later.
-    configured = read_threshold()
-    stats = StatsFile.from_env()
-
-    def schedule(self, throttle_prefills=False):
-        threshold = configured if configured is not None else default_threshold(self.scheduler_config.max_num_seqs)
-        decoding = decoding_count(self.running)
-        held = decoding > 0 and decoding >= threshold
-        pending = prefill_pending(self) if stats is not None else None
-        if not held:
-            output = original(self, throttle_prefills)
-        else:
-            saved = self.prefill_capacity_bound
-            self.prefill_capacity_bound = False
-            try:
-                output = original(self, True)
-            finally:
-                # A deferring step does not update the flag in vLLM either: restore it untouched.
-                self.prefill_capacity_bound = saved
-        if stats is not None and output.total_num_scheduled_tokens > 0:
-            prefill, decode = step_mix(output)
-            stats.write({"decoding": decoding, "threshold": threshold, "held": held,
-                         "prefill_pending": pending, "prefill_reqs": prefill, "decode_reqs": decode,
-                         "mixed": prefill > 0 and decode > 0})
-        return output
-
-    schedule.__qualname__ = "Scheduler.schedule"
-    return schedule
+            output = wrapped(True)
+        finally:
+            # A deferring step does not update the flag in vLLM either: restore it untouched.
+            instance.prefill_capacity_bound = saved
+    if stats is not None and output.total_num_scheduled_tokens > 0:
+        prefill, decode = step_mix(output)
+        stats.write({"decoding": decoding, "threshold": threshold, "held": held,
+                     "prefill_pending": pending, "prefill_reqs": prefill, "decode_reqs": decode,
+                     "mixed": prefill > 0 and decode > 0})
+    return output

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-STATS_ENV = "VLLM_ASCEND_OVERLAY_SIMULATE_NPU_STATS"
+from ascend_overlay.settings import SIMULATE_NPU_STATS as STATS_ENV
 _FLUSH_INTERVAL = 0.2
 
 

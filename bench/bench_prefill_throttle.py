@@ -1,7 +1,7 @@
-"""Inter-token latency spread with and without balance scheduling, on real vLLM.
+"""Inter-token latency spread with and without the prefill throttle, on real vLLM.
 
 Runs the same arrival pattern twice in fresh interpreters, stock vLLM (overlay off) and vLLM with
-the overlay's ``balance_scheduling`` patch, and prints the distribution of inter-token latency (the
+the overlay's ``prefill_throttle`` patch, and prints the distribution of inter-token latency (the
 gap between consecutive tokens of one request, seen by the client) for each, with the ratio
 balanced / stock. The patch aims at a smaller spread (p99, max, stdev); the price is paid by the
 long prompts' time to first token, printed too. Timings are only comparable within one invocation.
@@ -9,7 +9,7 @@ long prompts' time to first token, printed too. Timings are only comparable with
 Workload: short requests decode continuously; long prompts (chunked by a small token budget) arrive
 every few engine steps while they do. Every loop is bounded (steps and wall time).
 
-    .venv/bin/python bench/bench_balance_scheduling.py [--model DIR] [--threshold 4] [--rounds 1]
+    .venv/bin/python bench/bench_prefill_throttle.py [--model DIR] [--threshold 4] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ def environment(balanced: bool, threshold: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_ASCEND_OVERLAY")}
     path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != REPO]
     if balanced:
-        env.update(VLLM_ASCEND_OVERLAY="1", VLLM_ASCEND_OVERLAY_ENABLE="balance_scheduling",
-                   VLLM_ASCEND_OVERLAY_BALANCE_THRESHOLD=str(threshold), VLLM_ASCEND_OVERLAY_LOG="off")
+        env.update(VLLM_ASCEND_OVERLAY="1", VLLM_ASCEND_OVERLAY_ENABLE="prefill_throttle",
+                   VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD=str(threshold), VLLM_ASCEND_OVERLAY_LOG="off")
         path.insert(0, str(REPO))
     env["PYTHONPATH"] = os.pathsep.join(path)
     return env
@@ -111,7 +111,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=REPO / ".cache" / "tiny-llama")
-    parser.add_argument("--threshold", type=int, default=4, help="VLLM_ASCEND_OVERLAY_BALANCE_THRESHOLD")
+    parser.add_argument("--threshold", type=int, default=4, help="VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD")
     parser.add_argument("--rounds", type=int, default=1, help="runs per arm, interleaved")
     parser.add_argument("--short", type=int, default=6, help="decoding requests present from the start")
     parser.add_argument("--long", type=int, default=8, help="long prompts arriving during decode")
@@ -131,7 +131,7 @@ def main() -> None:
         stock_runs.append(run_once(args, balanced=False))
         balanced_runs.append(run_once(args, balanced=True))
     stock, balanced = summarise(stock_runs), summarise(balanced_runs)
-    print(f"balance scheduling, threshold {args.threshold}: {args.short} decoding requests, {args.long} long "
+    print(f"prefill throttle, threshold {args.threshold}: {args.short} decoding requests, {args.long} long "
           f"prompts (300 tokens, budget 64/step) every {args.every} steps; {args.rounds} round(s) per arm")
     print(f"{'metric':<20}{'stock':>12}{'balanced':>12}{'ratio':>10}")
     for key in stock:

@@ -1,0 +1,116 @@
+"""Plan: would this patch apply here, and why (not)? The one place that answers it.
+
+The runtime, ``ascend-overlay status`` and ``list``, and ``hotfix verify`` all call ``plan`` with a
+``Context`` and get the same typed ``Decision``: they cannot disagree. ``plan`` is pure (it reads the
+context and the patch's own variables, nothing else); ``preflight`` adds the one check that must
+import vLLM: every target resolves and honours its contract pin.
+
+The order of the checks is the order an operator would ask: blocked by another patch? switched off?
+this vLLM in range? already fixed upstream? its settings readable? the hardware here?
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.version import Version
+
+from ascend_overlay import applier, requirements, toggles
+from ascend_overlay.errors import ConfigError
+from ascend_overlay.outcomes import Decision, Reason
+from ascend_overlay.patch import Patch
+from ascend_overlay.settings import VERSION, Settings
+from ascend_overlay.vllm_version import installed_from_metadata, parse_version, version_matches
+
+MISSING_HINT = ("the target was moved, renamed or removed upstream: `ascend-overlay check --vllm installed` "
+                "shows where it went; then update the target and its contract=")
+DRIFT_HINT = ("if the new shape suits the patch, add it to compatible=(...) or update contract=; "
+              "otherwise adapt the patch to it")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a decision depends on besides the patch itself."""
+
+    settings: Settings
+    version: Version | None
+    blocked: Mapping[str, Decision] = field(default_factory=dict)
+    # Is the named patch in effect? The runtime answers "applied in this process"; status and verify
+    # answer "would apply", so ``requires=("patch:x",)`` reads the same everywhere.
+    satisfied: Callable[[str], bool] = lambda name: False
+
+
+def plan(patch: Patch, ctx: Context) -> Decision:
+    blocked = ctx.blocked.get(patch.name)
+    if blocked is not None:
+        return blocked
+    if patch.internal:
+        switched = Decision(True, Reason.HOOK, "the overlay's own hook point")
+    else:
+        switched = toggles.switch(patch.name, patch.default, ctx.settings.enable, ctx.settings.disable)
+        if not switched.applies:
+            return switched
+    if ctx.version is None:
+        return Decision(False, Reason.NO_VLLM, "vLLM is not installed",
+                        f"install vLLM, or set {VERSION} if this is a source build")
+    if not version_matches(patch.vllm, ctx.version):
+        return Decision(False, Reason.VERSION, f"vLLM {ctx.version} is outside {patch.vllm}", _override_hint(ctx))
+    if patch.fixed_in is not None and ctx.version >= parse_version(patch.fixed_in, "fixed_in"):
+        return Decision(False, Reason.OBSOLETE,
+                        f"obsolete: vLLM {ctx.version} includes the fix (fixed in {patch.fixed_in})",
+                        f"remove this hotfix ({patch.file}){_override_hint(ctx, ', or ')}")
+    for variable in patch.variables:
+        try:
+            variable.read()
+        except ConfigError as exc:
+            return Decision(False, Reason.BAD_SETTING, str(exc), "fix or unset the variable")
+    missing = requirements.unmet(patch.requires, ctx.satisfied)
+    if missing:
+        return Decision(False, Reason.REQUIREMENT, missing)
+    return switched
+
+
+def _override_hint(ctx: Context, lead: str = "") -> str:
+    if not ctx.settings.version_override:
+        return ""
+    return (f"{lead}note: gated on {VERSION}={ctx.settings.version_override}, not the installed "
+            f"{installed_from_metadata() or 'vLLM'}")
+
+
+def preflight(patch: Patch) -> tuple[Decision | None, list[Any]]:
+    """Resolve every target and check its contract, touching nothing: (None, resolved targets) when
+    the patch can be applied, else (the decision that skips it, [])."""
+    try:
+        return None, applier.precheck(patch)
+    except applier.TargetMissing as exc:
+        return Decision(False, Reason.MISSING, f"missing: {exc}", MISSING_HINT), []
+    except applier.DriftError as exc:
+        return Decision(False, Reason.DRIFT, f"drift: {exc}", DRIFT_HINT), []
+
+
+def would_apply(patches: list[Patch], ctx: Context, *, check_targets: bool = True) -> dict[str, Decision]:
+    """Every patch's decision as a whole install would see it, for status, list and verify: a
+    ``patch:`` requirement is met when the required patch would apply (cycles count as unmet)."""
+    by_name = {p.name: p for p in patches}
+    decided: dict[str, Decision] = {}
+    deciding: set[str] = set()
+
+    def decide(name: str) -> Decision:
+        if name in decided:
+            return decided[name]
+        if name in deciding or name not in by_name:
+            return Decision(False, Reason.REQUIREMENT, f"requires patch {name}")
+        deciding.add(name)
+        local = Context(ctx.settings, ctx.version, ctx.blocked, lambda other: decide(other).applies)
+        decision = plan(by_name[name], local)
+        if decision.applies and check_targets:
+            decision = preflight(by_name[name])[0] or decision
+        deciding.discard(name)
+        decided[name] = decision
+        return decision
+
+    for patch in patches:
+        decide(patch.name)
+    return decided

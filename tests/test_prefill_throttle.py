@@ -1,0 +1,304 @@
+"""Prefill throttle (patches/engine_core/patch_scheduler.py).
+
+In-process tests drive vLLM's real ``Scheduler`` step by step (the model's output is a fixed token:
+scheduling does not depend on its value), with and without the patch, on one workload of long
+prompts arriving while short ones decode. The e2e test runs real vLLM on CPU twice and compares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from scheduler_harness import build_scheduler
+
+from ascend_overlay import applier
+from ascend_overlay.catalog import load_catalog
+from ascend_overlay.errors import ConfigError
+
+THRESHOLD_VAR = "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD"
+STATS_VAR = "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_STATS"
+
+
+@pytest.fixture(scope="module")
+def patch():
+    catalog = load_catalog(entry_points=False)
+    found = catalog.get("prefill_throttle")
+    assert found is not None
+    return found
+
+
+@pytest.fixture(scope="module")
+def rule(patch):
+    """The patch file's module: its threshold parser and step classifier are what is tested."""
+    return sys.modules[patch.edits[0].value.__module__]
+
+
+def test_declaration(patch):
+    assert patch.phase.value == "engine_core" and patch.default is False and patch.requires == ()
+    assert patch.vllm == ">=0.32,<0.34" and patch.targets == ("vllm.v1.core.sched.scheduler:Scheduler.schedule",)
+    assert THRESHOLD_VAR in patch.why
+
+
+# -- configuration -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw,value", [("", None), ("  ", None), ("4", 4), (" 0 ", 0), ("64", 64)])
+def test_threshold_accepted(rule, raw, value):
+    assert rule.read_threshold({THRESHOLD_VAR: raw}) == value
+    assert rule.read_threshold({}) is None
+
+
+@pytest.mark.parametrize("raw", ["-1", "four", "2.5", "1e3"])
+def test_threshold_refused_with_the_variable_named(rule, raw):
+    with pytest.raises(ConfigError) as info:
+        rule.read_threshold({THRESHOLD_VAR: raw})
+    message = str(info.value)
+    assert message.startswith(f"{THRESHOLD_VAR}={raw!r} is not valid") and "integer >= 0" in message
+
+
+def test_default_threshold(rule):
+    assert [rule.default_threshold(n) for n in (1, 2, 8, 9, 256)] == [1, 1, 4, 4, 128]
+
+
+def test_bad_configuration_skips_the_patch_alone_and_leaves_vllm_stock(patch, monkeypatch, tmp_path):
+    from vllm.v1.core.sched.scheduler import Scheduler
+
+    from ascend_overlay.catalog import load_catalog
+    from ascend_overlay.runtime import Overlay
+    from ascend_overlay.settings import Settings
+
+    original = Scheduler.schedule
+    overlay = Overlay(Settings(enabled=True, enable=("prefill_throttle",), log_level="off"),
+                      catalog=load_catalog(entry_points=False), hook_patches=[])
+    for variable, value in ((THRESHOLD_VAR, "lots"), (STATS_VAR, str(tmp_path / "missing-dir" / "stats.jsonl"))):
+        monkeypatch.setenv(variable, value)
+        assert overlay.apply(overlay.catalog.get("prefill_throttle")) is False
+        outcome = overlay.report.outcomes["prefill_throttle"]
+        assert outcome.code == "bad_setting" and outcome.reason.startswith(f"{variable}={value!r} is not valid")
+        assert Scheduler.schedule is original
+        monkeypatch.delenv(variable)
+
+
+# -- the rule, on vLLM's real scheduler --------------------------------------------------------------------
+
+MAX_SEQS, BUDGET = 8, 64
+
+
+def make_scheduler(model: Path):
+    return build_scheduler(model, max_num_seqs=MAX_SEQS, max_num_batched_tokens=BUDGET)
+
+
+def workload() -> list[tuple[int, int]]:
+    """(prompt length, max_tokens): a long prompt every third request, staggered finishes."""
+    return [(100 if i % 3 == 0 else 10, 5 + 3 * i) for i in range(12)]
+
+
+def simulate(scheduler, rule, throttle: bool = False) -> list[dict]:
+    """Run the workload to completion; one record per step: the decode count at its start, what it
+    scheduled, and how many requests prefilled and decoded in it."""
+    from vllm.sampling_params import SamplingParams
+    from vllm.v1.outputs import ModelRunnerOutput
+    from vllm.v1.request import Request
+
+    for i, (prompt_len, max_tokens) in enumerate(workload()):
+        scheduler.add_request(Request(f"r{i}", list(range(2, 2 + prompt_len)),
+                                      SamplingParams(max_tokens=max_tokens, ignore_eos=True), None))
+    steps, produced = [], {}
+    while scheduler.has_requests():
+        assert len(steps) < 1000, "the workload must finish"
+        decoding = rule.decoding_count(scheduler.running)
+        pending = rule.prefill_pending(scheduler)
+        out = scheduler.schedule(throttle)
+        ids = list(out.num_scheduled_tokens)
+        sampled = []
+        for rid in ids:
+            req = scheduler.requests[rid]
+            done_prompt = req.num_computed_tokens >= req.num_tokens
+            sampled.append([7] if done_prompt else [])
+            produced[rid] = produced.get(rid, 0) + (1 if done_prompt else 0)
+        scheduler.update_from_output(out, ModelRunnerOutput(req_ids=ids, req_id_to_index={r: n for n, r in enumerate(ids)},
+                                                            sampled_token_ids=sampled))
+        prefill, decode = rule.step_mix(out)
+        steps.append({"decoding": decoding, "pending": pending, "scheduled": dict(out.num_scheduled_tokens),
+                      "prefill": prefill, "decode": decode, "mixed": prefill > 0 and decode > 0})
+    assert produced == {f"r{i}": max_tokens for i, (_, max_tokens) in enumerate(workload())}
+    return steps
+
+
+@pytest.fixture(scope="module")
+def vllm_ready(tiny_model):
+    from vllm.config import VllmConfig, set_current_vllm_config
+
+    with set_current_vllm_config(VllmConfig()):
+        yield tiny_model
+
+
+@pytest.fixture
+def balanced(patch, monkeypatch):
+    def apply(threshold: str | None, stats: Path | None = None):
+        if threshold is None:
+            monkeypatch.delenv(THRESHOLD_VAR, raising=False)
+        else:
+            monkeypatch.setenv(THRESHOLD_VAR, threshold)
+        if stats is not None:
+            monkeypatch.setenv(STATS_VAR, str(stats))
+        done.append(applier.apply(patch))
+
+    done: list = []
+    yield apply
+    for item in done:
+        item.undo()
+
+
+def test_stock_mixes_prefill_into_large_decode_batches(vllm_ready, rule):
+    steps = simulate(make_scheduler(vllm_ready), rule)
+    assert sum(1 for s in steps if s["mixed"] and s["decoding"] >= 4) >= 2
+
+
+@pytest.mark.parametrize("threshold", [None, "4", "1", "6"])
+def test_no_step_mixes_while_the_rule_holds(vllm_ready, rule, balanced, tmp_path, threshold):
+    stats = tmp_path / "stats.jsonl"
+    balanced(threshold, stats)
+    steps = simulate(make_scheduler(vllm_ready), rule)
+    t = rule.default_threshold(MAX_SEQS) if threshold is None else int(threshold)
+    held = [s for s in steps if s["decoding"] > 0 and s["decoding"] >= t]
+    assert held and any(s["pending"] for s in held), "the workload must exercise the rule"
+    assert not [s for s in held if s["prefill"] > 0], "a held step scheduled prefill work"
+    if t > 1:
+        assert any(s["mixed"] for s in steps if s["decoding"] < t), "below the threshold steps may mix"
+    # The stats file tells the same story, one line per step that scheduled work.
+    lines = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert len(lines) == sum(1 for s in steps if s["scheduled"])
+    worked = [s for s in steps if s["scheduled"]]
+    assert [(r["decoding"], r["held"], r["mixed"], r["threshold"]) for r in lines] == \
+           [(s["decoding"], s["decoding"] > 0 and s["decoding"] >= t, s["mixed"], t) for s in worked]
+
+
+def test_strict_separation_with_threshold_one(vllm_ready, rule, balanced):
+    balanced("1")
+    steps = simulate(make_scheduler(vllm_ready), rule)
+    assert not [s for s in steps if s["mixed"]]
+
+
+@pytest.mark.parametrize("throttle", [False, True])
+def test_steps_below_the_threshold_are_stock(vllm_ready, rule, balanced, throttle):
+    """A threshold the decode batch never reaches leaves every scheduling decision to vLLM, including
+    the data-parallel caller's own throttle_prefills."""
+    stock = simulate(make_scheduler(vllm_ready), rule, throttle)
+    balanced(str(MAX_SEQS + 1))
+    assert simulate(make_scheduler(vllm_ready), rule, throttle) == stock
+
+
+def test_held_step_leaves_vllm_saturation_flag_untouched(vllm_ready, rule, balanced):
+    balanced("1")
+    scheduler = make_scheduler(vllm_ready)
+    from vllm.sampling_params import SamplingParams
+    from vllm.v1.outputs import ModelRunnerOutput
+    from vllm.v1.request import Request
+
+    scheduler.add_request(Request("a", [2, 3, 4], SamplingParams(max_tokens=8, ignore_eos=True), None))
+    out = scheduler.schedule()
+    scheduler.update_from_output(out, ModelRunnerOutput(req_ids=["a"], req_id_to_index={"a": 0},
+                                                        sampled_token_ids=[[7]]))
+    scheduler.add_request(Request("b", list(range(2, 50)), SamplingParams(max_tokens=4, ignore_eos=True), None))
+    scheduler.prefill_capacity_bound = True  # vLLM's escape would admit "b"; the rule must not
+    out = scheduler.schedule()
+    assert dict(out.num_scheduled_tokens) == {"a": 1}
+    assert scheduler.prefill_capacity_bound is True
+
+
+# -- end to end: real vLLM on CPU ----------------------------------------------------------------------------
+
+OFFLINE = textwrap.dedent('''
+    import json, sys
+    from vllm import LLM, SamplingParams
+
+    if __name__ == "__main__":
+        model, out = sys.argv[1], sys.argv[2]
+        work = json.loads(sys.argv[3])
+        llm = LLM(model=model, load_format="dummy", gpu_memory_utilization=0.3, max_model_len=256,
+                  max_num_seqs=8, max_num_batched_tokens=64, enable_prefix_caching=False, seed=0)
+        prompts = [{"prompt_token_ids": ids} for ids, _ in work]
+        params = [SamplingParams(temperature=0, max_tokens=n, ignore_eos=True) for _, n in work]
+        outs = llm.generate(prompts, params)
+        json.dump([list(o.outputs[0].token_ids) for o in outs], open(out, "w"))
+''')
+
+RECORDER = textwrap.dedent('''
+    """Test-only observer: records what stock vLLM schedules, with the rule's own classifier."""
+    import json, os, sys
+    from ascend_overlay import Patch
+
+    PATCH = Patch(name="test_schedule_recorder", phase="engine_core", vllm=">=0.32,<0.34",
+                  why="test observer of stock scheduling", remove_when="never: test only")
+    RULE = "_ascend_overlay_patches.builtin.engine_core.patch_scheduler"
+
+    @PATCH.wrap("vllm.v1.core.sched.scheduler:Scheduler.schedule", contract="(self, throttle_prefills=False)")
+    def record(wrapped, instance, args, kwargs):
+        rule = sys.modules[RULE]
+        decoding = rule.decoding_count(instance.running)
+        out = wrapped(*args, **kwargs)
+        if out.total_num_scheduled_tokens:
+            prefill, decode = rule.step_mix(out)
+            with open(os.environ["TEST_SCHEDULE_RECORD"], "a") as f:
+                f.write(json.dumps({"decoding": decoding, "mixed": prefill > 0 and decode > 0}) + "\\n")
+        return out
+''')
+
+
+def e2e_workload() -> list[tuple[list[int], int]]:
+    """Long prompts (chunked at 64 tokens) arriving while short requests decode."""
+    work = []
+    for i in range(16):
+        length = 150 if i % 4 == 1 else 6 + i
+        work.append(([3 + (i * 7 + j) % 500 for j in range(length)], 6 + (i * 5) % 23))
+    return work
+
+
+@pytest.mark.e2e
+def test_e2e_prefill_throttle_follows_its_rule_and_keeps_greedy_outputs(tiny_model, tmp_path):
+    from harness import base_env, report_by_role
+
+    script = tmp_path / "offline.py"
+    script.write_text(OFFLINE)
+    hotfix = tmp_path / "hotfix"
+    (hotfix / "engine_core").mkdir(parents=True)
+    os.chmod(hotfix, 0o755)
+    os.chmod(hotfix / "engine_core", 0o755)
+    (hotfix / "engine_core" / "patch_test_schedule_recorder.py").write_text(RECORDER)
+    work = json.dumps(e2e_workload())
+
+    def run(env: dict[str, str], name: str) -> list[list[int]]:
+        out = tmp_path / f"{name}.json"
+        proc = subprocess.run([sys.executable, str(script), str(tiny_model), str(out), work], env=env,
+                              capture_output=True, text=True, timeout=400, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return json.loads(out.read_text())
+
+    stock_record, stats, report = tmp_path / "stock.jsonl", tmp_path / "balanced.jsonl", tmp_path / "report.jsonl"
+    stock = run(base_env(True, VLLM_ASCEND_OVERLAY_PATH=str(hotfix), TEST_SCHEDULE_RECORD=str(stock_record)),
+                "stock")
+    balanced = run(base_env(True, VLLM_ASCEND_OVERLAY_ENABLE="prefill_throttle", **{
+        THRESHOLD_VAR: "4", STATS_VAR: str(stats), "VLLM_ASCEND_OVERLAY_REPORT": str(report)}), "balanced")
+
+    engine = report_by_role(report)["engine_core"]
+    assert [p["status"] for r in engine for p in r["patches"] if p["name"] == "prefill_throttle"] == ["applied"]
+
+    stock_steps = [json.loads(line) for line in stock_record.read_text().splitlines()]
+    steps = [json.loads(line) for line in stats.read_text().splitlines()]
+    held = [s for s in steps if s["held"]]
+    print(f"stock: {len(stock_steps)} steps, {sum(s['mixed'] for s in stock_steps)} mixed, "
+          f"{sum(s['mixed'] and s['decoding'] >= 4 for s in stock_steps)} mixed with >= 4 decoding; "
+          f"balanced: {len(steps)} steps, {len(held)} held, {sum(s['prefill_pending'] for s in held)} held "
+          f"with prefill pending, {sum(s['mixed'] for s in held)} held and mixed, "
+          f"{sum(s['mixed'] for s in steps)} mixed in all")
+    assert sum(1 for s in stock_steps if s["mixed"] and s["decoding"] >= 4) > 0, "stock must mix here"
+    assert held and sum(1 for s in held if s["prefill_pending"]) > 0, "the rule must have held prefills back"
+    assert [s for s in held if s["mixed"]] == []
+    assert all(s["held"] == (s["decoding"] >= 4) for s in steps)
+    assert balanced == stock, "greedy outputs must not depend on the scheduling rule"
