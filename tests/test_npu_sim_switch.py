@@ -152,3 +152,21 @@ def test_a_loaded_real_torch_npu_with_a_device_reports_real(torch_npu_double):
 
     requirements.npu_available.cache_clear()
     assert npu_mode() is None, "a torch_npu without a visible NPU is no NPU"
+
+
+def test_status_predicts_the_simulated_npu_and_its_kernel_patches():
+    import json
+
+    from harness import base_env
+
+    env = base_env(overlay=True, **{SIMULATE_NPU: "1"})
+    out = subprocess.run([str(BIN / "ascend-overlay"), "status", "--json", "--no-contracts"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    data = json.loads(out.stdout)
+    assert out.returncode == 0 and data["npu"] == "simulated"
+    rows = {r["name"]: r for r in data["patches"]}
+    for name in ("npu_silu_and_mul", "npu_rms_norm", "npu_rotary_embedding"):
+        assert rows[name]["status"] == "would apply", rows[name]
+    plain = json.loads(subprocess.run([str(BIN / "ascend-overlay"), "status", "--json", "--no-contracts"],
+                                      env=base_env(overlay=True), capture_output=True, text=True, timeout=120).stdout)
+    assert plain["npu"] is None and {r["name"]: r["reason"] for r in plain["patches"]}["npu_rms_norm"] == "requires npu"

@@ -16,7 +16,9 @@ import threading
 import time
 from pathlib import Path
 
-from ascend_overlay.settings import SIMULATE_NPU_STATS as STATS_ENV
+from ascend_overlay.settings import SIMULATE_NPU_STATS
+
+STATS_ENV = SIMULATE_NPU_STATS  # declared, with every other variable, in settings.py
 _FLUSH_INTERVAL = 0.2
 
 
