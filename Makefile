@@ -1,11 +1,13 @@
 # Two commands for a newcomer on a fresh machine:
 #   make demo   set up, then serve a tiny local model with stock vLLM (CPU) + the overlay, and report
 #   make test   set up, then run the whole test suite (what CI runs)
+# and, to see the NPU path without an NPU:
+#   make demo-npu   the same demo on the NPU platform, over the simulated Ascend NPU
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo test lint bench docs clean
+.PHONY: setup demo demo-npu test lint bench docs clean
 
 setup: $(VENV)/.ascend-overlay-installed
 
@@ -21,6 +23,9 @@ $(VENV)/.ascend-overlay-installed: pyproject.toml setup.py
 
 demo: setup
 	$(BIN)/ascend-overlay demo
+
+demo-npu: setup
+	$(BIN)/ascend-overlay demo --simulate-npu
 
 test: setup
 	$(BIN)/python -m pytest -q -rs

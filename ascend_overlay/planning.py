@@ -40,6 +40,9 @@ class Context:
     # Is the named patch in effect? The runtime answers "applied in this process"; status and verify
     # answer "would apply", so ``requires=("patch:x",)`` reads the same everywhere.
     satisfied: Callable[[str], bool] = lambda name: False
+    # A prediction for processes that will run on the simulated NPU (status only; a live process
+    # asks the simulator it has installed, or not, like any torch_npu).
+    simulated_npu: bool = False
 
 
 def plan(patch: Patch, ctx: Context) -> Decision:
@@ -66,7 +69,7 @@ def plan(patch: Patch, ctx: Context) -> Decision:
             variable.read()
         except ConfigError as exc:
             return Decision(False, Reason.BAD_SETTING, str(exc), "fix or unset the variable")
-    missing = requirements.unmet(patch.requires, ctx.satisfied)
+    missing = requirements.unmet(patch.requires, ctx.satisfied, simulated_npu=ctx.simulated_npu)
     if missing:
         return Decision(False, Reason.REQUIREMENT, missing)
     return switched
@@ -103,7 +106,8 @@ def would_apply(patches: list[Patch], ctx: Context, *, check_targets: bool = Tru
         if name in deciding or name not in by_name:
             return Decision(False, Reason.REQUIREMENT, f"requires patch {name}")
         deciding.add(name)
-        local = Context(ctx.settings, ctx.version, ctx.blocked, lambda other: decide(other).applies)
+        local = Context(ctx.settings, ctx.version, ctx.blocked, lambda other: decide(other).applies,
+                        ctx.simulated_npu)
         decision = plan(by_name[name], local)
         if decision.applies and check_targets:
             decision = preflight(by_name[name])[0] or decision

@@ -100,6 +100,7 @@ class ProcessReport:
             "fired_from": dict(self.fired_from),
             "patches": [asdict(o) for o in self.outcomes.values()],
             "problems": list(self.problems),
+            "npu": _npu_mode(),
         }
 
     def summary_line(self) -> str:
@@ -111,10 +112,20 @@ class ProcessReport:
                  f"phases={','.join(self.phases) or '-'}", f"hooks={len(hooks)}",
                  f"applied={len(applied)}" + (f" [{', '.join(applied)}]" if applied else ""),
                  f"skipped={len(skipped)}" + (f" [{'; '.join(skipped)}]" if skipped else "")]
+        npu = _npu_mode()
+        if npu is not None:
+            parts.append(f"npu={npu}")
         if self.problems:
             parts.append(f"problems={len(self.problems)} [" + "; ".join(
                 f"{p['path']}: {p['message']}" for p in self.problems) + "]")
         return " ".join(parts)
+
+
+def _npu_mode() -> str | None:
+    """simulated / real / None: which NPU this process runs with (reads only what is loaded)."""
+    from ascend_overlay.npu import npu_mode
+
+    return npu_mode()
 
 
 def append_jsonl(path: str, record: dict[str, Any]) -> None:
@@ -176,8 +187,9 @@ def format_table(records: list[dict[str, Any]]) -> str:
     lines = []
     for rec in latest_per_process(records):
         host = f" host={rec['host']}" if rec.get("host") else ""
+        npu = f" npu={rec['npu']}" if rec.get("npu") else ""
         lines.append(f"{rec['role']:<12} pid={rec['pid']:<8}{host} vllm={rec['vllm']} "
-                     f"phases={','.join(rec['phases']) or '-'}")
+                     f"phases={','.join(rec['phases']) or '-'}{npu}")
         hooks = [p["name"] for p in rec["patches"] if p.get("internal") and p["status"] in ("applied", "inherited")]
         lines.append(f"    hooks     {', '.join(hooks) or '-'}")
         for p in rec["patches"]:

@@ -36,12 +36,14 @@ def npu_available() -> bool:
         return False
 
 
-def unmet(requirements: tuple[str, ...], applied: Callable[[str], bool]) -> str | None:
-    """The first requirement not met, in words, or None when all are."""
+def unmet(requirements: tuple[str, ...], applied: Callable[[str], bool], *,
+          simulated_npu: bool = False) -> str | None:
+    """The first requirement not met, in words, or None when all are. ``simulated_npu`` answers for
+    a process that will run on the simulated NPU (``ascend-overlay status`` predicting one)."""
     for req in requirements:
-        if req == "npu" and not npu_available():
+        if req == "npu" and not (simulated_npu or npu_available()):
             return "requires npu"
-        if req == "torch_npu" and not torch_npu_importable():
+        if req == "torch_npu" and not (simulated_npu or torch_npu_importable()):
             return "requires torch_npu"
         if req.startswith("dist:"):
             wanted = req[len("dist:"):]

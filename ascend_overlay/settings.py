@@ -28,6 +28,8 @@ DISABLE = "VLLM_ASCEND_OVERLAY_DISABLE"
 PATH = "VLLM_ASCEND_OVERLAY_PATH"
 LOG = "VLLM_ASCEND_OVERLAY_LOG"
 VERSION = "VLLM_VERSION"
+SIMULATE_NPU = "VLLM_ASCEND_OVERLAY_SIMULATE_NPU"
+SIMULATE_NPU_STATS = "VLLM_ASCEND_OVERLAY_SIMULATE_NPU_STATS"
 PREFIX = "VLLM_ASCEND_OVERLAY"
 
 _TRUE = ("1", "true", "yes", "on")
@@ -139,6 +141,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(VERSION, None, _version, "a PEP 440 version such as 0.32.0, 0.33.1rc1 or 0.33.1.dev12+gabc123",
              "the vLLM version patches are gated on, for dev builds whose metadata says nothing useful",
              owner="vllm-ascend convention"),
+    Variable(SIMULATE_NPU, False, parse_flag, "1/true/yes/on or 0/false/no/off/''",
+             "run the NPU platform on the simulated Ascend NPU (ascend_overlay/npu/sim; set by `ascend-overlay run "
+             "--simulate-npu`; refused where a real torch_npu is importable)"),
+    Variable(SIMULATE_NPU_STATS, None, parse_text, "a directory",
+             "simulated NPU: each process keeps DIR/kernels-<pid>.json with its kernel call counts"),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
 

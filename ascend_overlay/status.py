@@ -26,7 +26,9 @@ def collect(settings: Settings | None = None, check_contracts: bool = True) -> d
     version = parse_version(settings.version_override) if settings.version_override else installed
     catalog = load_catalog(settings.hotfix_dirs)
     patches = HOOK_PATCHES + catalog.patches
-    decisions = would_apply(patches, Context(settings, version, catalog.blocked), check_targets=check_contracts)
+    npu = _npu_prediction(settings)
+    decisions = would_apply(patches, Context(settings, version, catalog.blocked, simulated_npu=npu == "simulated"),
+                            check_targets=check_contracts)
     errors = [str(e) for e in settings.problems]
     errors += [str(e) for e in toggles.validate(settings.enable, settings.disable, catalog.names())]
     rows = []
@@ -45,6 +47,7 @@ def collect(settings: Settings | None = None, check_contracts: bool = True) -> d
         "vllm_installed": str(installed) if installed else None,
         "vllm_distribution": vllm_distribution_name(),
         "version_override": settings.version_override,
+        "npu": npu,
         "errors": errors,
         "refused": refused,
         "patches": [r for r in rows if not r["internal"]],
@@ -52,3 +55,22 @@ def collect(settings: Settings | None = None, check_contracts: bool = True) -> d
         "variables": [v.describe() for v in VARIABLES] + [v.describe() for v in catalog.variables()],
         "ok": not errors and not refused and not any(r["problem"] for r in rows),
     }
+
+
+def _npu_prediction(settings: Settings) -> str | None:
+    """What vLLM processes started with this environment will run on: "simulated" when the
+    simulator is asked for and would install, "real" when torch_npu sees an NPU, else None."""
+    from ascend_overlay import requirements
+    from ascend_overlay.errors import ConfigError
+    from ascend_overlay.settings import SIMULATE_NPU, read
+
+    try:
+        simulate = settings.enabled and read(SIMULATE_NPU)
+    except ConfigError:
+        simulate = False
+    if simulate:
+        from ascend_overlay.npu import sim
+
+        if sim.refusal() is None:
+            return "simulated"
+    return "real" if requirements.npu_available() else None

@@ -30,8 +30,11 @@ def _imports(path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)
+            # ``from package import submodule`` depends on the submodule (as import linters count
+            # it); ``from module import name`` on the module.
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                found.add(name if name in known else node.module)
         for child in ast.iter_child_nodes(node):
             visit(child)
 

@@ -90,8 +90,13 @@ def test_attention_backend_choice(npu_platform):
     from vllm.v1.attention.backends.registry import AttentionBackendEnum
     from vllm.v1.attention.selector import AttentionSelectorConfig
 
+    from ascend_overlay.npu.attention import NPUAttentionBackend
+
     plain = AttentionSelectorConfig(head_size=64, dtype=torch.bfloat16, kv_cache_dtype=None, block_size=128)
-    assert npu_platform.get_attn_backend_cls(None, plain) == AttentionBackendEnum.FLEX_ATTENTION.get_path()
+    chosen_path = npu_platform.get_attn_backend_cls(None, plain)
+    assert chosen_path == "ascend_overlay.npu.attention.NPUAttentionBackend"
+    module, name = chosen_path.rsplit(".", 1)
+    assert getattr(__import__(module, fromlist=[name]), name) is NPUAttentionBackend
     chosen = AttentionBackendEnum.TRITON_ATTN
     assert npu_platform.get_attn_backend_cls(chosen, plain) == chosen.get_path()
     with pytest.raises(NotImplementedError, match="--attention-backend"):

@@ -30,6 +30,8 @@ def _status(args: argparse.Namespace) -> int:
     print(f"overlay: {state}{'  [strict]' if data['strict'] else ''}")
     print(f"vLLM:    {_vllm_line(data)}")
     print(f"host:    {data['host']}")
+    if data["npu"]:
+        print(f"npu:     {data['npu']}")
     for error in data["errors"]:
         print(f"error:   {error}")
     for ref in data["refused"]:

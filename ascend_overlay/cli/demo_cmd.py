@@ -1,4 +1,5 @@
-"""``ascend-overlay demo``: the main job on the embedded default (stock vLLM on CPU, a tiny local model)."""
+"""``ascend-overlay demo``: the main job on the embedded default (stock vLLM on CPU, a tiny local model);
+``--simulate-npu``: the same on the NPU platform over the simulated Ascend NPU."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 def _demo(args: argparse.Namespace) -> int:
     from ascend_overlay.demo.main_job import run_demo
 
-    return run_demo(Path(args.model_dir) if args.model_dir else None, args.prompt, args.max_tokens)
+    return run_demo(Path(args.model_dir) if args.model_dir else None, args.prompt, args.max_tokens,
+                    simulate_npu=args.simulate_npu)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,4 +20,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-dir", help="where to make/keep the tiny model (default ~/.cache/ascend-overlay/tiny-llama)")
     p.add_argument("--prompt", default="Hello world")
     p.add_argument("--max-tokens", type=int, default=12)
+    p.add_argument("--simulate-npu", action="store_true",
+                   help="serve on the NPU platform over the simulated Ascend NPU (see docs/npu.md)")
     p.set_defaults(handler=_demo)

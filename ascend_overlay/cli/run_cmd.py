@@ -55,6 +55,13 @@ def _run(args: argparse.Namespace) -> int:
 
     precompile()
     env = overlay_environment(dict(os.environ))
+    if args.simulate_npu:
+        from ascend_overlay.npu.sim.cli import simulation_environment
+
+        env, refusal = simulation_environment(env)
+        if refusal is not None:
+            print(f"ascend-overlay run: --simulate-npu refused: {refusal}", file=sys.stderr)
+            return 2
     if args.strict:
         env["VLLM_ASCEND_OVERLAY_STRICT"] = "1"
     if args.report:
@@ -73,5 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--strict", action="store_true", help="fail instead of skipping a broken patch")
     p.add_argument("--report", metavar="PATH", help="append per-process JSON lines to PATH")
+    p.add_argument("--simulate-npu", action="store_true",
+                   help="run the NPU platform on a simulated Ascend NPU (CPU memory; refused where a real "
+                        "torch_npu is importable); sets VLLM_ASCEND_OVERLAY_SIMULATE_NPU=1 for the command")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     p.set_defaults(handler=_run)

@@ -6,13 +6,23 @@ NPU or not. So the answer "not here" must cost next to nothing: an environment r
 ``find_spec``, with no torch import. Only when the overlay is switched on, ``torch_npu`` imports and
 an NPU is visible does it name the platform class; vLLM then imports ``ascend_overlay.npu.platform``.
 
-Nothing in this package file imports torch or vLLM; ``platform``, ``worker`` and ``ops`` do, and are
-imported only where vLLM (or a patch, at call time) needs them.
+With ``VLLM_ASCEND_OVERLAY_SIMULATE_NPU=1`` (``ascend-overlay run --simulate-npu``) the plugin first
+installs the simulated NPU of ``ascend_overlay.npu.sim`` in the process, so that every vLLM process
+(main, engine core, each worker) runs the NPU platform on a CPU machine; the simulator refuses to
+install where a real torch_npu is importable, and the plugin then goes on as without the variable.
+
+Nothing in this package file imports torch or vLLM; ``platform``, ``worker``, ``ops`` and ``sim`` do,
+and are imported only where vLLM (or a patch, at call time) needs them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
+import sys
+
+# The one switch of the simulated NPU (documented in docs/npu.md, declared in settings.py); never on by default.
+from ascend_overlay.settings import SIMULATE_NPU
 
 PLATFORM_QUALNAME = "ascend_overlay.npu.platform.NPUPlatform"
 WORKER_QUALNAME = "ascend_overlay.npu.worker.NPUWorker"
@@ -20,6 +30,27 @@ WORKER_QUALNAME = "ascend_overlay.npu.worker.NPUWorker"
 # vLLM CustomOp names (``CustomOp.register(name)``) the NPU kernels serve; the platform enables them
 # so their objects dispatch to ``forward_oot``, which the worker-phase patches point at ``ops``.
 NPU_CUSTOM_OPS = ("silu_and_mul", "rms_norm", "rotary_embedding")
+
+
+log = logging.getLogger("ascend_overlay")
+_simulator_refusal_logged = False
+
+
+def npu_mode() -> str | None:
+    """``"simulated"``, ``"real"`` or None: the NPU this process runs with, for its report.
+
+    Reads only what is already loaded (no import of torch or torch_npu), so it costs nothing on
+    processes without an NPU.
+    """
+    sim = sys.modules.get("ascend_overlay.npu.sim")
+    if sim is not None and sim.installed():
+        return "simulated"
+    loaded = sys.modules.get("torch_npu")
+    if loaded is not None and not getattr(loaded, "SIMULATED", False):
+        from ascend_overlay.requirements import npu_available
+
+        return "real" if npu_available() else None  # torch_npu is loaded: this check is cached and cheap
+    return None
 
 
 def platform_plugin() -> str | None:
@@ -37,8 +68,51 @@ def platform_plugin() -> str | None:
             return None
     except ConfigError:
         return None  # the bootstrap reports the bad value; a platform probe is not the place to fail
+    if _simulate() and _start_simulator():
+        return PLATFORM_QUALNAME
     if importlib.util.find_spec("torch_npu") is None:
         return None
     from ascend_overlay.requirements import npu_available
 
     return PLATFORM_QUALNAME if npu_available() else None
+
+
+def _simulate() -> bool:
+    from ascend_overlay.errors import ConfigError
+    from ascend_overlay.settings import read
+
+    try:
+        return read(SIMULATE_NPU)
+    except ConfigError as exc:
+        _refused(str(exc))
+        return False
+
+
+def _start_simulator() -> bool:
+    """Install the simulated NPU in this process; False (logged once) where it refuses."""
+    from ascend_overlay.npu import sim
+
+    try:
+        sim.install()
+    except sim.SimulatorRefused as exc:
+        _refused(str(exc))
+        return False
+    return True
+
+
+def _refused(message: str) -> None:
+    """A refused simulation is an operator's mistake: said once per process, and in strict mode
+    the end of it (vLLM swallows exceptions from platform plugins, so strict exits)."""
+    global _simulator_refusal_logged
+    from ascend_overlay.errors import ConfigError
+    from ascend_overlay.settings import STRICT, read
+
+    try:
+        strict = read(STRICT)
+    except ConfigError:
+        strict = False
+    if strict:
+        raise SystemExit(f"ascend-overlay (strict): simulated NPU refused: {message}")
+    if not _simulator_refusal_logged:
+        _simulator_refusal_logged = True
+        log.error("ascend-overlay: simulated NPU refused: %s", message)

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ascend_overlay")
 
+NPU_ATTENTION_BACKEND = "ascend_overlay.npu.attention.NPUAttentionBackend"
+
 _NPU_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
@@ -47,6 +49,14 @@ class NPUPlatform(Platform):
         absent from NPU builds: a misleading warning); the NPU's kernels are torch_npu's, and
         importing it registers the ``npu`` device, ``torch.npu`` and the ``hccl`` backend."""
         import torch_npu  # noqa: F401
+
+    @classmethod
+    def register_triton_kernel_overrides(cls) -> None:
+        """vLLM's GPU model runner computes KV slot mappings with a Triton kernel, and Triton has no
+        NPU backend here: replace it with the same arithmetic in torch operations (``triton_overrides``)."""
+        from ascend_overlay.npu import triton_overrides
+
+        triton_overrides.register()
 
     @classmethod
     def apply_config_platform_defaults(cls, vllm_config: VllmConfig) -> None:
@@ -84,15 +94,26 @@ class NPUPlatform(Platform):
                              attn_selector_config: AttentionSelectorConfig,
                              num_heads: int | None = None) -> str:
         """vLLM asks the platform for the attention backend of every attention layer. An operator's
-        ``--attention-backend`` is honoured; otherwise FLEX_ATTENTION, the PyTorch-native backend
-        with no CUDA-only kernel. No NPU-native attention kernel is part of this patch set."""
+        ``--attention-backend`` is honoured; otherwise the NPU backend (``npu/attention.py``: paged
+        attention on torch_npu's kernels, eager). vLLM's own fallback, FLEX_ATTENTION, compiles
+        with inductor, which has no NPU code generator."""
         if selected_backend is not None:
             return selected_backend.get_path()
         if attn_selector_config.use_mla or attn_selector_config.use_sparse:
             raise NotImplementedError(
                 "MLA and sparse attention need an NPU attention backend, which ascend-overlay does not "
                 "provide; choose one with --attention-backend")
-        return AttentionBackendEnum.FLEX_ATTENTION.get_path()
+        return NPU_ATTENTION_BACKEND
+
+    @classmethod
+    def is_pin_memory_available(cls) -> bool:
+        """Pinned host buffers speed up host-to-NPU copies, and torch_npu provides them. The
+        simulated NPU cannot: torch's Python device backend has no pinned-memory allocator."""
+        from ascend_overlay.npu import npu_mode
+
+        if npu_mode() == "simulated":
+            return False
+        return super().is_pin_memory_available()
 
     @classmethod
     def get_device_name(cls, device_id: int = 0) -> str:

@@ -3,7 +3,9 @@
 vLLM's ``Worker.init_device`` accepts only ``cuda`` devices (it raises for anything else), so an
 out-of-tree device needs its own; everything after device set-up (model runner, KV cache, execution)
 is vLLM's. The distributed environment is initialised with the platform's backend, ``hccl``: the same
-call, and the same source of the backend name, as vLLM's CUDA, XPU and CPU workers.
+call, and the same source of the backend name, as vLLM's CUDA, XPU and CPU workers. The model
+runner is the NPU's (``model_runner.NPUModelRunner``): vLLM's GPU runner with its CUDA stream and
+event calls on ``torch.npu``.
 
 Version-gated difference: vLLM 0.33 maps a worker's local rank to its host-local device through
 ``ParallelConfig.get_local_gpu_index``; 0.32 computes the same inline in ``Worker.init_device``.
@@ -12,6 +14,7 @@ Version-gated difference: vLLM 0.33 maps a worker's local rank to its host-local
 from __future__ import annotations
 
 import gc
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -20,6 +23,7 @@ from vllm.utils.mem_utils import MemorySnapshot
 from vllm.utils.torch_utils import set_random_seed
 from vllm.v1.worker.gpu_worker import Worker, init_worker_distributed_environment
 from vllm.v1.worker.utils import request_memory
+from vllm.v1.worker.worker_base import CompilationTimes
 
 from ascend_overlay.vllm_version import vllm_version_in
 
@@ -65,3 +69,41 @@ class NPUWorker(Worker):
         self.init_snapshot = MemorySnapshot(device=self.device)
         self.requested_memory = request_memory(self.init_snapshot, self.cache_config)
         self._init_workspace_and_model_runner()
+
+    def _make_model_runner(self) -> Any:
+        """vLLM's hook for a platform's model runner (0.32 and 0.33)."""
+        if self.use_v2_model_runner:
+            raise NotImplementedError("the NPU worker runs vLLM's V1 model runner only; unset "
+                                      "VLLM_USE_V2_MODEL_RUNNER")
+        from ascend_overlay.npu.model_runner import NPUModelRunner
+
+        return NPUModelRunner(self.vllm_config, self.device)
+
+    def _maybe_get_memory_pool_context(self, tag: str) -> AbstractContextManager:
+        """vLLM's worker wraps weight, workspace and KV cache allocation in its sleep-mode memory
+        pool on every platform it does not know (CUDA, XPU and CPU opt out), and that pool exists
+        only for CUDA: without this, loading the model fails on the NPU. Sleep mode is not provided
+        on the NPU, so allocation uses the device's own allocator."""
+        if self.vllm_config.model_config.enable_sleep_mode:
+            raise NotImplementedError("sleep mode (--enable-sleep-mode) is not supported on the NPU platform")
+        return nullcontext()
+
+    def compile_or_warm_up_model(self) -> CompilationTimes:
+        """The NPU's warm-up: a dummy forward and sampler pass at the largest batch, so sampling
+        buffers are allocated before serving, then vLLM's seed reset. vLLM's GPU version also runs
+        CUDA kernel warm-ups (Triton, FlashInfer, DeepGEMM, and imports that need torchvision) and
+        CUDA graph capture, none of which exists on the NPU platform, which runs eager."""
+        from vllm.config import CUDAGraphMode
+        from vllm.distributed.parallel_state import get_pp_group
+
+        if get_pp_group().is_last_rank:
+            max_num_reqs = min(self.scheduler_config.max_num_seqs, self.scheduler_config.max_num_batched_tokens)
+            hidden_states, last_hidden_states = self.model_runner._dummy_run(
+                num_tokens=max_num_reqs, skip_eplb=True, cudagraph_runtime_mode=CUDAGraphMode.NONE)
+            if self.model_runner.is_pooling_model:
+                self.model_runner._dummy_pooler_run(hidden_states)
+            else:
+                self.model_runner._dummy_sampler_run(hidden_states=last_hidden_states)
+        set_random_seed(self.model_config.seed, self.parallel_config.data_parallel_index)
+        return CompilationTimes(language_model=self.compilation_config.compilation_time,
+                                encoder=self.compilation_config.encoder_compilation_time)
