@@ -66,6 +66,15 @@ class Edit:
         return parse_target(self.target)[1]
 
 
+@dataclass(frozen=True)
+class Reliance:
+    """A vLLM name a patch uses but does not edit, declared because analysis cannot see it."""
+
+    target: str
+    contract: str | None = None
+    compatible: tuple[str, ...] = ()
+
+
 def _as_tuple(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -91,6 +100,7 @@ class Patch:
     edits: list[Edit] = field(default_factory=list)
     source: str = "builtin"
     file: str | None = None
+    relied_on: list[Reliance] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or not self.name[0].isalpha() \
@@ -156,6 +166,16 @@ class Patch:
             return wrapper
         return decorate
 
+    def relies_on(self, target: str, *, contract: str | None = None, compatible: tuple[str, ...] = ()) -> None:
+        """Declare a vLLM name the patch uses without editing it, for what source analysis cannot see
+        (a name reached through a variable, a string, another object's attribute). Checked like the
+        derived ones (``ascend_overlay.reliance``): at apply time, a missing name skips the patch as
+        ``missing`` and a shape differing from ``contract`` as ``drift``; ``check`` reads it statically."""
+        parse_target(target)
+        if any(r.target == target for r in self.relied_on):
+            raise PatchDeclarationError(f"patch {self.name!r} declares it relies on {target!r} twice")
+        self.relied_on.append(Reliance(target, contract, _as_tuple(compatible)))
+
     def _add(self, edit: Edit) -> None:
         parse_target(edit.target)
         if any(e.target == edit.target for e in self.edits):
@@ -200,4 +220,12 @@ class Patch:
             "supersedes": list(self.supersedes),
             "source": self.source,
             "file": self.file,
+            "relies_on": self._relied_on_rows(),
         }
+
+    def _relied_on_rows(self) -> list[dict[str, Any]]:
+        """Declared and derived relied-on names (``ascend_overlay.reliance``), as ``list --json`` shows them."""
+        from ascend_overlay import reliance
+
+        return [{"target": u.target, "how": u.how, "where": u.where, "text": u.text,
+                 "contract": u.shape if u.how == "declared" else None} for u in reliance.uses_of_patch(self)]
