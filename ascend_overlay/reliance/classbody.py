@@ -59,11 +59,24 @@ def _stored_names(target: ast.expr, self_name: str) -> list[str]:
     return []
 
 
+_ATTRIBUTES: dict[int, tuple[ast.ClassDef, frozenset[str]]] = {}
+
+
 def instance_attributes(node: ast.ClassDef | None) -> frozenset[str]:
     """Names given to instances by this class's own code (not its bases'): ``self.x = ...`` in
-    ``__init__``/``__post_init__`` and the methods they call on ``self``, plus class-body annotations."""
+    ``__init__``/``__post_init__`` and the methods they call on ``self``, plus class-body annotations.
+    Read once per class statement (a worker asks for the same classes for every patch)."""
     if node is None:
         return frozenset()
+    cached = _ATTRIBUTES.get(id(node))
+    if cached is not None and cached[0] is node:
+        return cached[1]
+    names = _instance_attributes(node)
+    _ATTRIBUTES[id(node)] = (node, names)
+    return names
+
+
+def _instance_attributes(node: ast.ClassDef) -> frozenset[str]:
     methods = {n.name: n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     names = {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
     todo, seen = ["__init__", "__post_init__"], set()
