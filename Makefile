@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo test lint bench docs clean
+.PHONY: setup demo test lint bench docs clean upstream-tests
 
 setup: $(VENV)/.ascend-overlay-installed
 
@@ -27,6 +27,14 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# vLLM's own tests (from the installed version's sdist, fetched once into ~/.cache/ascend-overlay), run
+# stock and with PATCHES applied (docs/writing-patches.md); prints the tests whose outcome differs.
+#   make upstream-tests TESTS=tests/v1/core PATCHES=balance_scheduling [K='schedule and not e2e']
+TESTS ?= tests/v1/core
+upstream-tests: setup
+	@test -n "$(PATCHES)" || { echo "usage: make upstream-tests PATCHES=name[,name] [TESTS=tests/v1/core] [K=expr]"; exit 2; }
+	$(BIN)/python -m ascend_overlay.testing.upstream --tests $(TESTS) --patches $(PATCHES) $(if $(K),-k "$(K)")
 
 bench: setup
 	$(BIN)/python bench/run_all.py

@@ -89,6 +89,14 @@ def _report_bootstrap_error(exc: BaseException) -> None:
                      f"vLLM continues without it (set VLLM_ASCEND_OVERLAY_STRICT=1 to fail instead)\n")
 
 
+def fire(phase: str) -> None:
+    """Fire ``phase`` in this process's overlay, if it is on: the one entrance for hook points,
+    doors and tools (the pytest plugin ``ascend_overlay.testing``). A phase fires once per process."""
+    overlay = current()
+    if overlay is not None:
+        overlay.fire(phase)
+
+
 def deactivate() -> None:
     """Undo every patch this process applied and switch the overlay off (tests, ``unpatch``)."""
     global _overlay
