@@ -132,6 +132,24 @@ def test_declaration_lists_declared_and_derived_relied_on_names(probe_patch: Pat
         next(r for r in rows if r["target"].endswith("Scheduler.waiting")).items()
 
 
+def test_list_json_shows_what_each_patch_relies_on() -> None:
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "ascend_overlay", "list", "--json", "--no-contracts"],
+                          capture_output=True, text=True, timeout=120)
+    rows = {row["name"]: row for row in json.loads(done.stdout)}
+    relied = {r["target"] for r in rows["npu_rms_norm"]["relies_on"]}
+    assert "vllm.model_executor.layers.layernorm:RMSNorm.variance_size_override" in relied
+    assert all(r["where"].startswith("patches/worker/patch_layernorm.py:") for r in rows["npu_rms_norm"]["relies_on"])
+
+
+def test_a_source_that_cannot_be_read_costs_the_relied_on_check_nothing(tmp_path: Path) -> None:
+    patch = Patch(name="gone", phase="worker", vllm=">=0.32", why="w", remove_when="r")
+    patch.file = str(tmp_path / "deleted.py")
+    assert reliance.uses_of_patch(patch) == [] and reliance.check_live(patch) == []
+
+
 def test_relies_on_refuses_a_bad_target_or_a_repeat() -> None:
     patch = Patch(name="p", phase="worker", vllm=">=0.32", why="w", remove_when="r")
     with pytest.raises(PatchDeclarationError, match="must be 'package.module:Attribute.path'"):

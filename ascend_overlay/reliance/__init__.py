@@ -10,6 +10,7 @@ patch declares with ``PATCH.relies_on``); a lookup says what a vLLM has under ea
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from ascend_overlay.reliance.derive import declared_uses, overlay_modules, uses_of_module, uses_of_patch
@@ -18,6 +19,8 @@ from ascend_overlay.reliance.model import Hit, Use, Verdict
 
 if TYPE_CHECKING:
     from ascend_overlay.patch import Patch
+
+log = logging.getLogger("ascend_overlay")
 
 __all__ = ["Hit", "Use", "Verdict", "check_live", "declared_uses", "judge", "overlay_modules",
            "uses_of_module", "uses_of_patch"]
@@ -32,4 +35,15 @@ def check_live(patch: Patch, *, import_modules: bool = True) -> list[Verdict]:
     from ascend_overlay.reliance.live import LiveLookup
 
     lookup = LiveLookup(import_modules)
-    return [judge(use, lookup.find(use.module, use.path)) for use in uses_of_patch(patch)]
+    try:
+        uses = uses_of_patch(patch)
+    except Exception as exc:  # noqa: BLE001 - reading source must never take vLLM down
+        log.warning("ascend-overlay: cannot derive what %s relies on: %s: %s", patch.name, type(exc).__name__, exc)
+        return []
+    verdicts = []
+    for use in uses:
+        try:
+            verdicts.append(judge(use, lookup.find(use.module, use.path)))
+        except Exception as exc:  # noqa: BLE001 - an unexpected object is "cannot tell", never a crash
+            verdicts.append(Verdict(use, "unverifiable", None, f"lookup failed: {type(exc).__name__}: {exc}"))
+    return verdicts
