@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -116,7 +117,6 @@ class Comparison:
 def compare(tests: list[str], patches: tuple[str, ...], *, phases: tuple[str, ...] = (), extra: list[str] = (),
             work: Path | None = None, version: str | None = None, timeout: int = 3600) -> Comparison:
     """Run ``tests`` (paths relative to vLLM's source root) stock, then with ``patches``."""
-    from ascend_overlay.main2main.sources import cache_dir
     from ascend_overlay.testing.sdist import upstream_tree
     from ascend_overlay.vllm_version import installed_vllm_version
 
@@ -125,8 +125,17 @@ def compare(tests: list[str], patches: tuple[str, ...], *, phases: tuple[str, ..
         raise OverlayError("no vLLM is installed here: the tests run against the installed vLLM")
     version = version or installed.base_version
     tree = upstream_tree(version)
-    work = work or Path(os.environ.get("TMPDIR", "/tmp")) / f"ascend-overlay-upstream-{os.getpid()}"
+    if work is None:
+        with tempfile.TemporaryDirectory(prefix="ascend-overlay-upstream-") as scratch:
+            return _compare(tree, tests, patches, phases, list(extra), Path(scratch), timeout)
     work.mkdir(parents=True, exist_ok=True)
+    return _compare(tree, tests, patches, phases, list(extra), work, timeout)
+
+
+def _compare(tree: Path, tests: list[str], patches: tuple[str, ...], phases: tuple[str, ...], extra: list[str],
+             work: Path, timeout: int) -> Comparison:
+    from ascend_overlay.main2main.sources import cache_dir
+
     redirect = work / "model_redirect.json"
     redirect.write_text(json.dumps(tiny_models(cache_dir() / "upstream" / "models")), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_ASCEND_OVERLAY") or k == "VLLM_ASCEND_OVERLAY_PATH"}
@@ -139,7 +148,7 @@ def compare(tests: list[str], patches: tuple[str, ...], *, phases: tuple[str, ..
         junit = work / f"{label}.xml"
         junit.unlink(missing_ok=True)
         start = time.perf_counter()
-        done = run_pytest(tree, tests, junit, env, list(extra), plugin, timeout)
+        done = run_pytest(tree, tests, junit, env, extra, plugin, timeout)
         seconds.append(time.perf_counter() - start)
         if not junit.is_file():
             raise OverlayError(f"the {label} run produced no results (exit {done.returncode}):\n"
