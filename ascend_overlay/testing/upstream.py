@@ -9,7 +9,9 @@ once into the cache). Both runs are ``python -m pytest`` in a child process, in 
 adds ``-p ascend_overlay.testing`` with the phases of the named patches, and only those patches
 switched on (``VLLM_ASCEND_OVERLAY_DISABLE=*``, ``--ascend-overlay-enable=NAMES``), so every
 difference is theirs. Hub model names the tests use are pointed at tiny local models through vLLM's
-``VLLM_MODEL_REDIRECT_PATH``. Exit code: 0 same outcomes, 1 some differ, 2 bad input or no tests.
+``VLLM_MODEL_REDIRECT_PATH``. pytest's own output streams through (a long run shows progress);
+unknown arguments go to pytest (``--ignore=...`` for tests that need real weights). Exit code: 0
+same outcomes, 1 some differ, 2 bad input, no tests, or a run that produced no results.
 """
 
 from __future__ import annotations
@@ -96,10 +98,15 @@ def phases_of(names: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def run_pytest(tree: Path, tests: list[str], junit: Path, env: dict[str, str], extra: list[str],
-               plugin_args: list[str] | None = None, timeout: int = 3600) -> subprocess.CompletedProcess[str]:
+               plugin_args: list[str] | None = None, timeout: int = 3600) -> int:
+    """One pytest run in a child process; its output goes to ours (progress of a long run)."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
                *(["-p", "ascend_overlay.testing", *plugin_args] if plugin_args is not None else []), *extra, *tests]
-    return subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    sys.stdout.flush()
+    try:
+        return subprocess.run(command, cwd=tree, env=env, timeout=timeout, check=False).returncode
+    except subprocess.TimeoutExpired:
+        raise OverlayError(f"the run took longer than {timeout} s (--timeout); nothing was compared") from None
 
 
 @dataclass
@@ -148,11 +155,11 @@ def _compare(tree: Path, tests: list[str], patches: tuple[str, ...], phases: tup
         junit = work / f"{label}.xml"
         junit.unlink(missing_ok=True)
         start = time.perf_counter()
-        done = run_pytest(tree, tests, junit, env, extra, plugin, timeout)
+        print(f"== {label} run: {' '.join(tests)}", flush=True)
+        code = run_pytest(tree, tests, junit, env, extra, plugin, timeout)
         seconds.append(time.perf_counter() - start)
         if not junit.is_file():
-            raise OverlayError(f"the {label} run produced no results (exit {done.returncode}):\n"
-                               + (done.stdout + done.stderr)[-3000:])
+            raise OverlayError(f"the {label} run produced no results (pytest exit code {code}; its output is above)")
         results.append(parse_junit(junit))
     return Comparison(results[0], results[1], (seconds[0], seconds[1]))
 
@@ -172,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phase", default="", help="phases to fire (default: those of the patches)")
     parser.add_argument("-k", dest="keyword", default="", help="pytest -k expression")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per run (default: %(default)s)")
+    parser.add_argument("--test-timeout", type=int, default=300,
+                        help="seconds per test (pytest-timeout; 0: none; default: %(default)s)")
     args, extra = parser.parse_known_args(argv)
+    if args.test_timeout:
+        extra = [f"--timeout={args.test_timeout}", *extra]
     patches = tuple(n.strip() for n in args.patches.split(",") if n.strip())
     if args.keyword:
         extra += ["-k", args.keyword]
