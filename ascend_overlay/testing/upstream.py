@@ -29,9 +29,10 @@ from pathlib import Path
 
 from ascend_overlay.errors import OverlayError
 
-# Hub names vLLM's offline-runnable tests build configs from; the scheduler tests never run the
-# model, so a tiny config of the same architecture (and a small tokenizer) is enough.
-TINY_MODELS = {"facebook/opt-125m": "opt"}
+# Hub names vLLM's offline-runnable tests build configs from (``facebook/opt-125m`` is the scheduler
+# tests' model, ``Qwen/Qwen3-0.6B`` is ``ModelConfig``'s default); the tests never run the model, so a
+# tiny config of the same architecture (and a small tokenizer) is enough.
+TINY_MODELS = {"facebook/opt-125m": "opt", "Qwen/Qwen3-0.6B": "qwen3"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ def tiny_models(directory: Path) -> dict[str, str]:
 
                 OPTConfig(vocab_size=512, hidden_size=64, ffn_dim=128, num_hidden_layers=2, num_attention_heads=2,
                           max_position_embeddings=2048, word_embed_proj_dim=64).save_pretrained(target)
+            elif kind == "qwen3":
+                from transformers import Qwen3Config
+
+                Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                            num_attention_heads=2, num_key_value_heads=2, head_dim=32,
+                            max_position_embeddings=40960, torch_dtype="bfloat16").save_pretrained(target)
             (target / ".complete").write_text(name, encoding="utf-8")
         made[name] = str(target)
     return made
