@@ -8,6 +8,7 @@ does not. So the run proves the plugin applied it inside vLLM's own test, and on
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -36,12 +37,17 @@ def upstream() -> Path:
         pytest.skip(f"cannot fetch vLLM's sdist (registry unreachable?): {exc}")
 
 
-def test_vllm_scheduler_tests_run_stock_and_patched_and_the_difference_is_the_patch(
-        upstream: Path, tmp_path: Path) -> None:
-    assert (upstream / AFFECTED.split("::")[0]).is_file()
+@pytest.fixture
+def hotfixes(tmp_path: Path) -> Path:
     hotfixes = shutil.copytree(REPO / "tests" / "upstream_patches", tmp_path / "hotfixes")
     for path in [hotfixes, *hotfixes.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
+    return hotfixes
+
+
+def test_vllm_scheduler_tests_run_stock_and_patched_and_the_difference_is_the_patch(
+        upstream: Path, tmp_path: Path, hotfixes: Path) -> None:
+    assert (upstream / AFFECTED.split("::")[0]).is_file()
     done = subprocess.run([sys.executable, "-m", "ascend_overlay.testing.upstream", "--tests", AFFECTED, CONTROL,
                            "--patches", PATCH_NAME], capture_output=True, text=True, timeout=900,
                           env=base_env(overlay=False, VLLM_ASCEND_OVERLAY_PATH=str(hotfixes), TMPDIR=str(tmp_path)))
@@ -50,3 +56,36 @@ def test_vllm_scheduler_tests_run_stock_and_patched_and_the_difference_is_the_pa
     assert "stock:   2 passed" in done.stdout and "patched: 1 failed, 1 passed" in done.stdout
     assert lines[-2:] == ["1 tests changed outcome:",
                           f"  passed -> failed: {AFFECTED}  (assert 10 == ((10 - 0) - 1))"], lines
+
+
+PROBE = """
+import pytest
+from vllm.v1.core.sched.scheduler import Scheduler
+
+
+@pytest.mark.ascend_overlay(phase=None)
+def test_after_the_vllm_test_scheduler_is_stock_again():
+    assert Scheduler.get_num_unfinished_requests.__module__ == "vllm.v1.core.sched.scheduler"
+"""
+
+
+def test_the_patch_is_undone_after_vllm_s_own_test_in_the_same_session(
+        upstream: Path, tmp_path: Path, hotfixes: Path) -> None:
+    from ascend_overlay.main2main.sources import cache_dir
+    from ascend_overlay.testing.upstream import parse_junit, tiny_models
+
+    probe = tmp_path / "probe" / "test_after.py"
+    probe.parent.mkdir()
+    probe.write_text(PROBE)
+    redirect = tmp_path / "redirect.json"
+    redirect.write_text(json.dumps(tiny_models(cache_dir() / "upstream" / "models")))
+    junit = tmp_path / "junit.xml"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "ascend_overlay.testing", "-p", "no:cacheprovider",
+                           "--ascend-overlay-phase=engine_core", f"--ascend-overlay-enable={PATCH_NAME}",
+                           f"--junitxml={junit}", AFFECTED, str(probe)],
+                          cwd=upstream, capture_output=True, text=True, timeout=600,
+                          env=base_env(overlay=False, VLLM_ASCEND_OVERLAY_PATH=str(hotfixes),
+                                       VLLM_MODEL_REDIRECT_PATH=str(redirect), HF_HUB_OFFLINE="1"))
+    outcomes = {node.rsplit("::", 1)[-1]: o.status for node, o in parse_junit(junit).items()}
+    assert outcomes == {"test_get_num_unfinished_requests": "failed",
+                        "test_after_the_vllm_test_scheduler_is_stock_again": "passed"}, done.stdout[-3000:]
