@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo demo-npu test lint bench docs clean
+.PHONY: setup demo demo-npu test lint bench docs clean upstream-tests
 
 setup: $(VENV)/.ascend-overlay-installed
 
@@ -32,6 +32,14 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# vLLM's own tests (from the installed version's sdist, fetched once into ~/.cache/ascend-overlay), run
+# stock and with PATCHES applied (docs/writing-patches.md); prints the tests whose outcome differs.
+#   make upstream-tests TESTS=tests/v1/core PATCHES=balance_scheduling [K='priority'] [ARGS='--ignore=...']
+TESTS ?= tests/v1/core
+upstream-tests: setup
+	@test -n "$(PATCHES)" || { echo "usage: make upstream-tests PATCHES=name[,name] [TESTS=tests/v1/core] [K=expr] [ARGS=...]"; exit 2; }
+	$(BIN)/python -m ascend_overlay.testing.upstream --tests $(TESTS) --patches $(PATCHES) $(if $(K),-k "$(K)") $(ARGS)
 
 bench: setup
 	$(BIN)/python bench/run_all.py

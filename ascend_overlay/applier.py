@@ -17,7 +17,7 @@ from typing import Any
 
 from ascend_overlay import contract
 from ascend_overlay.errors import PatchApplyError
-from ascend_overlay.patch import Edit, EditKind, Patch
+from ascend_overlay.patch import Edit, EditKind, Patch, Phase
 
 _ABSENT = object()
 # Modules whose globals are never rebound: the overlay's own, and the patch modules, which hold the
@@ -137,6 +137,8 @@ def precheck(patch: Patch, *, import_module: bool = True) -> list[Resolved]:
     """Resolve every target and verify its contract, touching nothing.
 
     Raises ``TargetMissing`` or ``DriftError`` so a patch whose assumptions fail is skipped whole.
+    The names a patch relies on without editing them (``ascend_overlay.reliance``) are checked too;
+    an import-phase patch never imports another module for that (it runs inside an import).
     """
     resolved = []
     for edit in patch.edits:
@@ -145,6 +147,11 @@ def precheck(patch: Patch, *, import_module: bool = True) -> list[Resolved]:
         if message is not None:
             raise DriftError(f"{edit.target}: {message}")
         resolved.append(r)
+    from ascend_overlay import reliance
+
+    for verdict in reliance.check_live(patch, import_modules=import_module and patch.phase is not Phase.IMPORT):
+        if verdict.breaks:
+            raise (TargetMissing if verdict.status == "missing" else DriftError)(verdict.message)
     return resolved
 
 

@@ -9,6 +9,7 @@ because a changed default changes behaviour.
 
 from __future__ import annotations
 
+import enum
 import inspect
 from typing import Any
 
@@ -24,6 +25,8 @@ def _unwrap(obj: Any) -> Any:
 
 
 def format_default(value: Any) -> str:
+    if isinstance(value, enum.Enum) and isinstance(value.value, _LITERALS):
+        value = value.value  # a str/int enum member default reads as its value, as source-side pins write it
     return repr(value) if isinstance(value, _LITERALS) else "..."
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ascend_overlay import reliance
 from ascend_overlay.catalog import builtin_patch_dir, load_catalog
 from ascend_overlay.hookpoints import HOOK_PATCHES
 from ascend_overlay.patch import Patch
@@ -42,6 +43,10 @@ def _section(patch: Patch) -> str:
     for edit in patch.edits:
         lines.append(f"- **{edit.kind.value}** `{edit.target}` — contract `{edit.contract or 'unpinned'}`"
                      + (f" (also accepts {', '.join(f'`{c}`' for c in edit.compatible)})" if edit.compatible else ""))
+    relied = sorted({".".join(u.path) for u in reliance.uses_of_patch(patch) if u.how != "import"})
+    if relied:
+        lines.append("- **relies on** (not edited; checked at apply time and by `check`): "
+                     + ", ".join(f"`{name}`" for name in relied))
     lines.append(f"- **why**: {patch.why}")
     if patch.upstream:
         lines.append(f"- **upstream**: {patch.upstream}")

@@ -116,10 +116,14 @@ HOOK_PATCHES = [PLATFORM_FROM_PLATFORM, PLATFORM_FROM_ARGS, WORKER, ENGINE_CORE,
 
 # vLLM 0.32/0.33 call ``vllm.plugins.load_general_plugins`` from these hook points (and from
 # EngineArgs, where the platform phase follows anyway): target -> the phase that call belongs to.
+# The hook patches that wrap the same targets pin their shapes; the function they call to load
+# plugins is declared as relied on, so `ascend-overlay check` sees a rename of either.
 PLUGIN_CALLERS: dict[str, Phase] = {
     "vllm.v1.worker.worker_base:WorkerWrapperBase.init_worker": Phase.WORKER,
     "vllm.v1.engine.core:EngineCore.__init__": Phase.ENGINE_CORE,
 }
+for _hook_patch in (WORKER, ENGINE_CORE_IN_PROCESS):
+    _hook_patch.relies_on("vllm.plugins:load_general_plugins", contract="()")
 _MAX_DEPTH = 8
 
 

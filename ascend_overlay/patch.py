@@ -61,6 +61,15 @@ class Edit:
         return parse_target(self.target)[1]
 
 
+@dataclass(frozen=True)
+class Reliance:
+    """A vLLM name a patch uses but does not edit, declared because analysis cannot see it."""
+
+    target: str
+    contract: str | None = None
+    compatible: tuple[str, ...] = ()
+
+
 def _as_tuple(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -90,6 +99,7 @@ class Patch:
     # The overlay's own hook points (hookpoints.py): planned like any patch, but not switchable by
     # toggles, and reported apart from the patches they fire.
     internal: bool = False
+    relied_on: list[Reliance] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or not self.name[0].isalpha() \
@@ -169,6 +179,16 @@ class Patch:
         variable = Variable(name, default, parse, accepted, doc, owner=self.name)
         self.variables.append(variable)
         return variable
+
+    def relies_on(self, target: str, *, contract: str | None = None, compatible: tuple[str, ...] = ()) -> None:
+        """Declare a vLLM name the patch uses without editing it, for what source analysis cannot see
+        (a name reached through a variable, a string, another object's attribute). Checked like the
+        derived ones (``ascend_overlay.reliance``): at apply time, a missing name skips the patch as
+        ``missing`` and a shape differing from ``contract`` as ``drift``; ``check`` reads it statically."""
+        parse_target(target)
+        if any(r.target == target for r in self.relied_on):
+            raise PatchDeclarationError(f"patch {self.name!r} declares it relies on {target!r} twice")
+        self.relied_on.append(Reliance(target, contract, _as_tuple(compatible)))
 
     def _add(self, edit: Edit) -> None:
         parse_target(edit.target)

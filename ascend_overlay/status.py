@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from ascend_overlay import toggles
+from ascend_overlay import reliance, toggles
 from ascend_overlay.catalog import load_catalog
 from ascend_overlay.hookpoints import HOOK_PATCHES
 from ascend_overlay.outcomes import Status
@@ -34,7 +34,7 @@ def collect(settings: Settings | None = None, check_contracts: bool = True) -> d
     rows = []
     for patch in patches:
         decision = decisions[patch.name]
-        rows.append({**patch.declaration(),
+        rows.append({**patch.declaration(), "relies_on": reliance.rows(patch),
                      "status": (Status.WOULD_APPLY if decision.applies else Status.SKIPPED).value,
                      "code": decision.reason.value, "reason": decision.text, "hint": decision.hint,
                      "problem": decision.is_problem})

@@ -91,3 +91,39 @@ def test_every_p0_names_a_patch_and_the_markdown_renders(report: drift.DriftRepo
     text = report_md.render(report)
     assert text.startswith("# vLLM changes: 0.32.0 -> 0.33.0")
     assert PROBE_FILE in text.split("## P0")[1].split("## P1")[0]
+
+
+# -- issue 12: a report a reviewer can read --------------------------------------------------------
+
+def test_p0_and_p1_are_short_and_each_names_the_overlay_file(report: drift.DriftReport) -> None:
+    top = report.by_priority(0) + report.by_priority(1)
+    assert 0 < len(top) < 60, [e.object for e in top]
+    assert all(e.patches for e in top), [e.object for e in top if not e.patches]
+    text = report_md.render(report)
+    section = text.split("## P0")[1].split("## P2")[0]
+    assert section.count("VLLM_ASCEND_FILES:") == len(top)
+
+
+def test_p1_is_what_the_npu_path_inherits_not_other_devices(report: drift.DriftReport) -> None:
+    from ascend_overlay.main2main.priorities import is_other_device
+
+    p1 = report.by_priority(1)
+    assert not [e.object for e in p1 if is_other_device(e.file)]  # no FlashInfer, MLA, ROCm... up there
+    assert not [e.object for e in p1 if "flashinfer" in e.object.lower() or ".mla" in e.object.lower()]
+    by_object = {e.object: e for e in p1}
+    platform = by_object["vllm.platforms.interface.Platform.get_kv_cache_config_builder_cls"]
+    assert "ascend_overlay/npu/platform.py" in platform.patches
+    worker = by_object["vllm.v1.worker.gpu_worker.Worker.profile"]  # inherited by NPUWorker
+    assert worker.patches == ["ascend_overlay/npu/worker.py"]
+    other = [e for e in report.by_priority(4) if is_other_device(e.file)]
+    assert len(other) > 50  # still there, counted on one line
+    assert "on no NPU code path" in report_md.render(report).split("## P4")[1]
+
+
+def test_no_relied_on_change_is_ranked_below_p1(report: drift.DriftReport) -> None:
+    relied = {".".join((t.module, *t.path)) for t in overlay_targets()[0] if t.use is not None}
+    low = [(e.object, e.priority) for e in report.entries if e.object in relied and e.priority > 1]
+    assert low == []
+    for result in report.new_targets:
+        if result.target.use is not None:
+            assert result.status in ("ok", "unverifiable"), (result.target.target, result.detail)

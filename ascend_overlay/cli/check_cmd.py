@@ -82,6 +82,11 @@ def _check(args: argparse.Namespace) -> int:
     print(format_table(report))
     print()
     summary = report.as_dict()["summary"]
+    relied = [r for r in report.results if r.target.use is not None]
+    holding = sum(1 for r in relied if not r.breaks)
+    print(f"relied-on names (used, not edited): {len(relied)}, {holding} hold "
+          f"({sum(1 for r in relied if r.status == 'unverifiable')} not checkable from source); "
+          "--json lists each")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["by_status"].items()))
     if report.broken:
         print(f"{summary['targets']} targets: {counts}. BREAKS: {', '.join(report.broken_patches)}")

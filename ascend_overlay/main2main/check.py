@@ -15,9 +15,11 @@ from packaging.version import InvalidVersion, Version
 from ascend_overlay.contract import explain_drift
 from ascend_overlay.main2main import name_index
 from ascend_overlay.main2main.fingerprints import fingerprint
+from ascend_overlay.main2main.reliance_static import StaticLookup
 from ascend_overlay.main2main.sources import VllmSource
 from ascend_overlay.main2main.targets import Target
 from ascend_overlay.main2main.tree import Found, StaticTree
+from ascend_overlay.reliance import judge
 from ascend_overlay.vllm_version import version_matches
 
 BREAKING = ("missing", "moved", "drift")
@@ -40,11 +42,15 @@ class TargetResult:
 
     def as_dict(self) -> dict[str, Any]:
         t = self.target
-        return {"target": t.target, "patch": t.patch, "patch_file": t.patch_file, "role": t.role,
+        data = {"target": t.target, "patch": t.patch, "patch_file": t.patch_file, "role": t.role,
                 "vllm_range": t.vllm_spec, "applies": self.applies, "status": self.status,
                 "breaks": self.breaks, "pinned": t.contract, "compatible": list(t.compatible),
                 "found": self.found, "detail": self.detail, "moved_to": self.moved_to,
                 "defined_in": self.defined_in}
+        if t.use is not None:
+            data["relied_on"] = t.use.name
+            data["use"] = {"how": t.use.how, "where": t.use.where, "text": t.use.text, "owner": t.use.owner}
+        return data
 
 
 @dataclass
@@ -61,11 +67,25 @@ class CheckReport:
     def broken_patches(self) -> list[str]:
         return sorted({r.target.patch for r in self.broken})
 
+    def patches(self) -> list[dict[str, Any]]:
+        """One row per patch (or overlay module): does it break, and because of which names."""
+        rows: dict[str, dict[str, Any]] = {}
+        for r in self.results:
+            row = rows.setdefault(r.target.patch, {"patch": r.target.patch, "patch_file": r.target.patch_file,
+                                                   "applies": r.applies, "breaks": False, "because": []})
+            if r.breaks:
+                row["breaks"] = True
+                what = f"relies on {r.target.use.name}" if r.target.use is not None else f"edits {r.target.target}"
+                row["because"].append({"target": r.target.target, "relied_on": r.target.use.name if r.target.use
+                                       else None, "status": r.status, "detail": f"{what}: {r.detail}"})
+        return list(rows.values())
+
     def as_dict(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
         for r in self.results:
             counts[r.status] = counts.get(r.status, 0) + 1
         return {"vllm": source_dict(self.source), "targets": [r.as_dict() for r in self.results],
+                "patches": self.patches(),
                 "summary": {"targets": len(self.results), "by_status": counts,
                             "breaking": len(self.broken), "broken_patches": self.broken_patches},
                 "problems": self.problems}
@@ -91,6 +111,7 @@ class Checker:
 
     def __init__(self, tree: StaticTree) -> None:
         self.tree = tree
+        self.lookup = StaticLookup(tree)
         self._index: dict[str, list[str]] | None = None
 
     def index(self) -> dict[str, list[str]]:
@@ -107,6 +128,8 @@ class Checker:
 
     def check(self, target: Target, version: str | None = None, *, ignore_ranges: bool = False) -> TargetResult:
         applies = True if ignore_ranges else _applies(target.vllm_spec, version)
+        if target.use is not None:
+            return self.check_use(target, applies)
         found, fp = self.locate(target)
         if found is not None:
             result = self._judge(target, fp, applies)
@@ -123,6 +146,18 @@ class Checker:
             return TargetResult(target, "moved", first_fp,
                                 f"not in {target.module}; found as {moved[0]}{compat}", moved, applies)
         return TargetResult(target, "missing", None, self.why_missing(target), [], applies)
+
+    def check_use(self, target: Target, applies: bool) -> TargetResult:
+        """A relied-on name: the same judgement as at apply time (``reliance.judge``), from source."""
+        use = target.use
+        hit = self.lookup.find(use.module, use.path)
+        verdict = judge(use, hit)
+        detail = f"{use.text} ({use.how} at {use.where}): {verdict.detail}"
+        if verdict.status == "missing" and hit.depth == 0 and use.path:
+            moved = self.moved_candidates(target)
+            if moved:
+                return TargetResult(target, "moved", None, f"{detail}; found as {moved[0]}", moved, applies)
+        return TargetResult(target, verdict.status, verdict.found, detail, [], applies)
 
     def _judge(self, target: Target, fp: str | None, applies: bool) -> TargetResult:
         if target.contract is None:
@@ -203,6 +238,8 @@ def format_table(report: CheckReport) -> str:
     """A fixed-width table a person reads at a glance: status first, then who suffers, then why."""
     rows = [("STATUS", "PATCH", "TARGET", "DETAIL")]
     for r in report.results:
+        if r.target.use is not None and r.status in ("ok", "unverifiable") and not r.breaks:
+            continue  # relied-on names that hold are counted below the table, not listed
         status = r.status.upper() if r.breaks else r.status
         detail = r.detail
         if not r.applies:

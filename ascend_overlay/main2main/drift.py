@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ascend_overlay.main2main import api_diff, files, platform_api, priorities
+from ascend_overlay.main2main import api_diff, files, platform_api, priorities, relevance
 from ascend_overlay.main2main.check import BREAKING, Checker, TargetResult, source_dict
 from ascend_overlay.main2main.sources import VllmSource
 from ascend_overlay.main2main.targets import Target, patches_by_module
@@ -190,6 +190,10 @@ def _touches(obj: str, target: Target, change: str) -> bool:
     key = _target_key(target)
     if obj == key:
         return True
+    if target.use is not None:
+        # A relied-on name: only itself, or a removal of what holds it, is about it. (A member of a
+        # class the overlay merely imports or calls is not; inheritance is ``relevance``'s business.)
+        return change in ("removed", "moved") and (key.startswith(obj + ".") or obj == target.module)
     if obj.startswith(key + ".") and change != "added":
         return True  # a member of a targeted class changed
     return change in ("removed", "moved") and (key.startswith(obj + ".") or obj == target.module)
@@ -197,19 +201,39 @@ def _touches(obj: str, target: Target, change: str) -> bool:
 
 def build_entries(items: list[dict[str, Any]], targets: list[Target], old_results: list[TargetResult],
                   new_results: list[TargetResult], new_abstract: dict[str, int],
-                  module_names: set[str], renamed: dict[str, str]) -> list[Entry]:
+                  module_names: set[str], renamed: dict[str, str],
+                  inherited: dict[str, set[str]] | None = None) -> list[Entry]:
+    """One entry per change, ranked: P0 when it touches what the overlay edits, or a relied-on name
+    that ``check`` finds broken in NEW (the use, not the kind of change, decides: a renamed
+    parameter breaks nothing when the overlay passes it by position); P1 when it touches a
+    relied-on name that still holds, or a public member of a class the NPU path inherits
+    (``relevance``); the rest by area (``priorities``)."""
     near = patches_by_module(targets)
+    inherited = inherited or {}
     entries: list[Entry] = []
     p0_objects: dict[str, Entry] = {}
     for item in _merge_moves(items, renamed):
         hits = [t for t in targets if _touches(item["object"], t, item["change"])]
         details = list(item["details"])
-        if hits:
+        edited = [t for t in hits if t.use is None]
+        relied = [t for t in hits if t.use is not None]
+        if edited:
             entry = Entry(0, priorities.area_of(item["file"])[0], item["file"], item["object"], item["change"],
                           details, _p0_impact(item["change"], hits), sorted({t.patch_file for t in hits}),
                           item.get("line"), item.get("old_signature"), item.get("new_signature"),
                           sorted({t.patch for t in hits}))
             p0_objects[item["object"]] = entry
+        elif relied:
+            entry = Entry(1, "relied on by the overlay", item["file"], item["object"], item["change"], details,
+                          _relied_impact(item["change"], relied), sorted({t.patch_file for t in relied}),
+                          item.get("line"), item.get("old_signature"), item.get("new_signature"),
+                          sorted({t.patch for t in relied}))
+            p0_objects[item["object"]] = entry  # promoted to P0 below if check finds it broken
+        elif (owner := relevance.owning_class(item["object"], inherited)) is not None and item["public"]:
+            area = f"inherited: {owner.rsplit('.', 1)[-1]}"
+            entry = Entry(1, area, item["file"], item["object"], item["change"], details,
+                          priorities.impact(1, item["change"], area, item["object"]), sorted(inherited[owner]),
+                          item.get("line"), item.get("old_signature"), item.get("new_signature"))
         else:
             if item["object"].rsplit(".", 1)[-1] in new_abstract and item["object"].startswith(
                     f"{platform_api.PLATFORM_MODULE}.{platform_api.PLATFORM_CLASS}."):
@@ -225,6 +249,14 @@ def build_entries(items: list[dict[str, Any]], targets: list[Target], old_result
     entries += _abstract_entries(new_abstract, targets)
     entries.sort(key=lambda e: (e.priority, e.area, e.file, e.object))
     return entries
+
+
+def _relied_impact(change: str, hits: list[Target]) -> str:
+    names = ", ".join(sorted({t.patch for t in hits}))
+    uses = "; ".join(sorted({f"{t.use.text} ({t.use.where})" for t in hits if t.use is not None})[:3])
+    if change == "added":
+        return f"{names}: uses it ({uses}); it is new here, check the use still means what it did"
+    return f"{names}: uses it ({uses}); `check` finds the use still holds, re-check its behaviour"
 
 
 def _p0_impact(change: str, hits: list[Target]) -> str:
@@ -253,6 +285,7 @@ def _target_entries(old_results: list[TargetResult], new_results: list[TargetRes
         text = f"check: {r.status}: {r.detail}"
         existing = p0_objects.get(key)
         if existing is not None:
+            existing.priority = 0  # a P1 relied-on entry that check finds broken is P0
             if text not in existing.details:
                 existing.details.append(text)
             if t.patch_file not in existing.patches:
@@ -301,17 +334,22 @@ def compare(old: VllmSource, new: VllmSource, targets: list[Target],
     modules = sorted(n for n in names if n)
     sizes = {n: changes.sizes.get(p, 0) for n, p in names.items() if n}
 
-    def targets_and_platform() -> tuple[list[TargetResult], list[TargetResult], dict[str, int]]:
+    def targets_and_platform() -> tuple[list[TargetResult], list[TargetResult], dict[str, int], dict[str, set[str]]]:
         old_tree, new_tree = StaticTree(old.root), StaticTree(new.root)
         old_checker, new_checker = Checker(old_tree), Checker(new_tree)
         old_results = [old_checker.check(t, old.version, ignore_ranges=True) for t in targets]
         new_results = [new_checker.check(t, new.version, ignore_ranges=True) for t in targets]
-        return old_results, new_results, platform_api.new_abstract_methods(old_tree, new_tree)
+        roots = relevance.inherited_roots(targets)
+        inherited = relevance.inherited_classes(old_tree, roots)
+        for cls, overlay_files in relevance.inherited_classes(new_tree, roots).items():
+            inherited.setdefault(cls, set()).update(overlay_files)
+        return old_results, new_results, platform_api.new_abstract_methods(old_tree, new_tree), inherited
 
-    items, (old_results, new_results, new_abstract) = _run_api_diff(old, new, modules, sizes, targets_and_platform)
+    items, (old_results, new_results, new_abstract, inherited) = _run_api_diff(old, new, modules, sizes,
+                                                                               targets_and_platform)
     module_names = set(modules) | {t.module for t in targets}
     entries = build_entries(items, targets, old_results, new_results, new_abstract, module_names,
-                            {a: b for a, b, _ in changes.renamed})
+                            {a: b for a, b, _ in changes.renamed}, inherited)
     for path, lines in other_files or []:
         priority, area = priorities.classify_file(path)
         entries.append(Entry(priority, area, path, path, "file changed", [f"{lines} lines changed"],

@@ -1,17 +1,20 @@
-"""How much a change matters to a hardware plugin, decided by where it happened and what it was.
+"""How much a change matters to this overlay when it touches nothing the overlay uses.
 
-P0 is never decided here: it is reserved for changes to what a patch or the overlay touches (see
-``drift``). The rest follows the file path, because a plugin's exposure follows vLLM's layout: a
-signature change in ``platforms/`` or ``fused_moe/`` reaches an NPU backend; one in a model file
-reaches only that model.
+P0 (what a patch edits, relies on, subclasses or calls breaks) and P1 (what the NPU path inherits
+or relies on) are decided in ``drift`` from the overlay's own code (``reliance``, ``relevance``).
+What is left follows the file path: code of other devices (CUDA, ROCm, XPU, TPU kernels, FlashInfer,
+Triton and CUTLASS kernels, CUDA graphs) is P4, counted on one line; breaking changes to public API
+elsewhere are P2 (grouped by the areas hardware plugins usually touch); models are P3; additions,
+private names, tests and docs are P4.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 
-# (path prefix under the vLLM source root, area name). First match wins, so specific before general.
-P1_AREAS: tuple[tuple[str, str], ...] = (
+# (path prefix under the vLLM source root, area name): how P2 entries are grouped. First match wins.
+PLUGIN_AREAS: tuple[tuple[str, str], ...] = (
     ("vllm/platforms/", "platforms"),
     ("vllm/model_executor/layers/fused_moe/", "fused MoE"),
     ("vllm/model_executor/layers/quantization/", "quantization"),
@@ -30,6 +33,19 @@ P1_AREAS: tuple[tuple[str, str], ...] = (
     ("vllm/model_executor/layers/rotary_embedding", "custom ops (NPU kernel slots)"),
     ("vllm/forward_context.py", "worker and model runner"),
 )
+# Code that runs only on other devices: no NPU code path reaches it. Other platforms' files, the MLA
+# backends (the NPU platform refuses MLA), and files named after a CUDA/ROCm/XPU/TPU technology (whole
+# words of the path: ``rocm_aiter_fa.py``, ``breakable_cudagraph.py``, but not ``output.py``).
+OTHER_DEVICE_FILES: tuple[str, ...] = (
+    "vllm/platforms/cuda.py", "vllm/platforms/rocm.py", "vllm/platforms/xpu.py", "vllm/platforms/tpu.py",
+    "vllm/platforms/cpu.py", "vllm/platforms/zen_cpu.py", "vllm/v1/attention/backends/mla/*", "vllm/_C.pyi",
+)
+OTHER_DEVICE_WORDS = frozenset({
+    "cuda", "cudagraph", "cudagraphs", "rocm", "aiter", "hip", "triton", "cutlass", "flashinfer", "flashmla",
+    "marlin", "machete", "deepgemm", "deepep", "nvfp4", "trtllm", "xpu", "tpu", "zentorch", "nvidia", "amd",
+    "cublas", "cudnn", "nccl", "rccl", "flash_attn", "fa_utils", "deep_gemm", "cuda_graph", "cpu_attn",
+})
+OTHER_DEVICES = "other devices (CUDA, ROCm, XPU, TPU, CPU kernels and backends)"
 P3_AREAS: tuple[tuple[str, str], ...] = (
     ("vllm/model_executor/models/", "models"),
     ("vllm/models/", "models"),
@@ -45,17 +61,27 @@ DEPENDENCY_FILES: tuple[str, ...] = (
 )
 BREAKING_CHANGES = ("removed", "moved", "signature", "kind", "base removed")
 TITLES = {
-    0: "P0 — breaking changes for the overlay",
-    1: "P1 — important changes in areas hardware plugins depend on",
-    2: "P2 — moderate changes",
+    0: "P0 — breaking changes for the overlay (what it edits, relies on, subclasses or calls)",
+    1: "P1 — what the NPU path inherits or relies on",
+    2: "P2 — breaking changes to public API elsewhere",
     3: "P3 — models",
     4: "P4 — minor changes",
 }
 
 
+def is_other_device(path: str) -> bool:
+    if any(fnmatch.fnmatch(path, pattern) for pattern in OTHER_DEVICE_FILES):
+        return True
+    words = [w for w in re.split(r"[/_.\-]", path.lower()) if w]
+    pairs = {f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)}
+    return bool(OTHER_DEVICE_WORDS.intersection(words) or OTHER_DEVICE_WORDS.intersection(pairs))
+
+
 def area_of(path: str) -> tuple[str, int | None]:
     """The area of a file and the priority the area imposes (None: decided by the kind of change)."""
-    for table, priority in ((P1_AREAS, 1), (P3_AREAS, 3), (P4_AREAS, 4)):
+    if is_other_device(path):
+        return OTHER_DEVICES, 4
+    for table, priority in ((PLUGIN_AREAS, None), (P3_AREAS, 3), (P4_AREAS, 4)):
         for prefix, area in table:
             if path.startswith(prefix):
                 return area, priority
@@ -80,7 +106,7 @@ def classify_file(path: str) -> tuple[int, str]:
 
 
 def classify(path: str, change: str, public: bool) -> tuple[int, str]:
-    """Priority 1-4 and area for a change that touches nothing the overlay relies on."""
+    """Priority 2-4 and area for a change that touches nothing the overlay uses or inherits."""
     area, imposed = area_of(path)
     if imposed == 4 or not public:
         return 4, area
@@ -98,12 +124,12 @@ def impact(priority: int, change: str, area: str, obj: str) -> str:
         return "build or runtime dependencies moved: check torch / torch_npu and CANN compatibility"
     if priority == 1:
         if change == "added":
-            return (f"new in {area}: check whether the NPU backend must provide or override `{name}` "
-                    "(out-of-tree platforms inherit vLLM's default)")
+            return (f"new in a class the NPU path inherits: check whether the NPU code must provide or "
+                    f"override `{name}` (it gets vLLM's default)")
         if change == "signature (compatible)":
-            return (f"callers still work, but plugin classes overriding `{name}` must accept the new "
-                    "parameters, or vLLM's calls into them fail")
-        return f"plugin code in {area} that calls, subclasses or overrides `{name}` breaks until adapted"
+            return (f"callers still work, but an NPU class overriding `{name}` must accept the new "
+                    "parameters, or vLLM's calls into it fail")
+        return f"the NPU path inherits `{name}`: re-check what it runs there, and adapt overrides and callers"
     if priority == 2:
         return f"code calling or subclassing `{name}` breaks; adapt if the overlay or a hotfix uses it"
     if priority == 3:

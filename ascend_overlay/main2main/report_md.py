@@ -1,7 +1,9 @@
 """``vllm_changes.md``: the drift report as a person adapting the overlay reads it, top priority first.
 
-P0-P2 list one entry per changed object, because each may need its own fix. Models (P3) and minor
-changes (P4) are grouped per file: hundreds of per-object lines there would bury the few that matter.
+P0-P2 list one entry per changed object, because each may need its own fix; each P0/P1 entry ends
+with the overlay files to adapt (``VLLM_ASCEND_FILES``, as in vllm-ascend's main2main reports).
+Models (P3) and minor changes (P4) are grouped per file: hundreds of per-object lines there would
+bury the few that matter; other devices' code is one line.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ascend_overlay.main2main.drift import DriftReport, Entry
-from ascend_overlay.main2main.priorities import TITLES
+from ascend_overlay.main2main.priorities import OTHER_DEVICES, TITLES
 
 _LIST_LIMIT = 8
 
@@ -36,10 +38,18 @@ def _what(entry: Entry) -> str:
 
 def _entry_block(entry: Entry) -> list[str]:
     where = f"{entry.file}:{entry.line}" if entry.line else entry.file
+    label = "VLLM_ASCEND_FILES" if entry.priority <= 1 else "patches affected"
     return [f"- **`{entry.object}`** ({where})",
             f"  - what changed: {_what(entry)}",
             f"  - impact: {entry.impact}",
-            f"  - patches affected: {_patches(entry)}"]
+            f"  - {label}: {_patches(entry)}"]
+
+
+def _other_devices(entries: list[Entry]) -> list[str]:
+    files = sorted({e.file for e in entries})
+    shown = ", ".join(f"`{f}`" for f in files[:12]) + (f" and {len(files) - 12} more" if len(files) > 12 else "")
+    return [f"- {OTHER_DEVICES}: {len(entries)} changes in {len(files)} files, on no NPU code path "
+            f"(`--json` lists them): {shown}."]
 
 
 def _grouped(entries: list[Entry]) -> list[str]:
@@ -85,7 +95,9 @@ def render(report: DriftReport) -> str:
             out += ["None.", ""]
             continue
         if priority >= 3:
-            out += _grouped(entries) + [""]
+            other = [e for e in entries if e.area == OTHER_DEVICES]
+            rest = [e for e in entries if e.area != OTHER_DEVICES]
+            out += (_other_devices(other) if other else []) + _grouped(rest) + [""]
             continue
         by_area: dict[str, list[Entry]] = defaultdict(list)
         for e in entries:

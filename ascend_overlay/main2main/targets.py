@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ascend_overlay.patch import Patch, parse_target
+from ascend_overlay.reliance import Use
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Target:
     patch_file: str
     vllm_spec: str
     role: str  # "patch" | "hook" | "relied-on"
+    use: Use | None = None  # for a relied-on name found by ``ascend_overlay.reliance``: how it is used
 
     @property
     def module(self) -> str:
@@ -77,8 +79,27 @@ def overlay_targets(hotfix_dirs: tuple[str, ...] = ()) -> tuple[list[Target], li
     for target, pin in RELIED_ON.items():
         owner = engine_core.name if engine_core is not None else "overlay"
         targets.append(Target(target, pin, (), owner, hooks_file, engine_core.vllm if engine_core else "", "relied-on"))
+    targets += relied_on(catalog.patches + HOOK_PATCHES)
     problems = [f"{p.path}: {p.message}" for p in catalog.problems]
     return targets, problems
+
+
+def relied_on(patches: list[Patch]) -> list[Target]:
+    """What the patches and the overlay's own vLLM-facing modules use without editing it."""
+    from ascend_overlay import reliance
+
+    out = []
+    for patch in patches:
+        file = _display_path(patch.file) if patch.file else "?"
+        for use in reliance.uses_of_patch(patch):
+            out.append(Target(use.target, use.shape if use.how == "declared" else None, use.compatible,
+                              patch.name, file, patch.vllm, "relied-on", use))
+    for path in reliance.overlay_modules():
+        file = _display_path(str(path))
+        module = file.removesuffix(".py").replace("/", ".")
+        for use in reliance.uses_of_module(path):
+            out.append(Target(use.target, None, (), module, file, "", "relied-on", use))
+    return out
 
 
 def patches_by_module(targets: list[Target]) -> dict[str, set[str]]:

@@ -52,7 +52,6 @@ def _torch_npu() -> Any:
 
 
 class NPUAttentionBackend(AttentionBackend):
-    accept_output_buffer: bool = True
     forward_includes_kv_cache_update: bool = False  # vLLM calls do_kv_cache_update first
 
     supported_dtypes: ClassVar[list[torch.dtype]] = [torch.float16, torch.bfloat16, torch.float32]
