@@ -167,3 +167,24 @@ def test_verify_reports_each_bad_file(tmp_path: Path) -> None:
     assert "syntax error at line" in messages["patch_syntax.py"]
     assert _cli("hotfix", "verify", str(tmp_path / "nope")).returncode == 1
     assert hotfix.trust_problem(tmp_path / "nope").startswith("cannot stat")
+
+
+def test_verify_judges_a_directory_with_everything_else_loaded(tmp_path: Path) -> None:
+    """Two hotfixes replacing one target: the runtime skips the second as a conflict, so verify says
+    so too (it used to judge each file against a catalog of one)."""
+    hf = tmp_path / "hf"
+    for n in (1, 2):
+        write_patch(hf, "platform", f"patch_c{n}.py", f'''
+            PATCH = Patch(name="claim_{n}", phase="platform", vllm=">=0.30", why="w", remove_when="r", upstream="u")
+
+            @PATCH.replace("json:loads", contract="(s, *, cls=None, object_hook=None, parse_float=None, "
+                           "parse_int=None, parse_constant=None, object_pairs_hook=None, **kw)")
+            def loads(s, **kw):
+                return s
+        ''')
+    result = verify(str(hf))
+    messages = {Path(f.path).name: (f.ok, f.message) for f in result.findings}
+    assert messages["patch_c1.py"][0] is True
+    assert messages["patch_c2.py"] == (False, messages["patch_c2.py"][1])
+    assert "conflict: claim_1" in messages["patch_c2.py"][1] and "supersedes=('claim_1',)" in messages["patch_c2.py"][1]
+    assert not result.ok
