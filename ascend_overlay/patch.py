@@ -17,7 +17,7 @@ from ascend_overlay.errors import PatchDeclarationError
 from ascend_overlay.phases import Phase
 from ascend_overlay.settings import PREFIX, Variable
 
-__all__ = ["Edit", "EditKind", "Patch", "Phase", "parse_target"]
+__all__ = ["Edit", "EditKind", "Patch", "Phase", "Targeted", "parse_target"]
 
 
 class EditKind(str, enum.Enum):
@@ -40,8 +40,23 @@ def parse_target(target: str) -> tuple[str, tuple[str, ...]]:
     return module, path
 
 
+class Targeted:
+    """For records naming a vLLM target (``target``, written ``package.module:Attr.path``): its
+    module and attribute path, parsed one way everywhere."""
+
+    target: str
+
+    @property
+    def module(self) -> str:
+        return parse_target(self.target)[0]
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return parse_target(self.target)[1]
+
+
 @dataclass(frozen=True)
-class Edit:
+class Edit(Targeted):
     """One change to one attribute of vLLM."""
 
     target: str
@@ -51,14 +66,6 @@ class Edit:
     contract: str | None = None
     compatible: tuple[str, ...] = ()
     rebind_aliases: bool = True
-
-    @property
-    def module(self) -> str:
-        return parse_target(self.target)[0]
-
-    @property
-    def path(self) -> tuple[str, ...]:
-        return parse_target(self.target)[1]
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
-from ascend_overlay.patch import Patch, parse_target
+from ascend_overlay.patch import Patch, Targeted
 from ascend_overlay.reliance import Use
 
 
 @dataclass(frozen=True)
-class Target:
+class Target(Targeted):
     """One ``module:Attr.path`` with its pin, and the patch (and file) that would suffer if it broke."""
 
     target: str
@@ -27,13 +27,6 @@ class Target:
     role: str  # "patch" | "hook" | "relied-on"
     use: Use | None = None  # for a relied-on name found by ``ascend_overlay.reliance``: how it is used
 
-    @property
-    def module(self) -> str:
-        return parse_target(self.target)[0]
-
-    @property
-    def path(self) -> tuple[str, ...]:
-        return parse_target(self.target)[1]
 
 
 _REPO = Path(__file__).resolve().parents[2]

@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ascend_overlay.patch import parse_target
+from ascend_overlay.patch import Targeted
 
 BREAKING = ("missing", "drift", "moved")
 
 
 @dataclass(frozen=True)
-class Use:
+class Use(Targeted):
     """One vLLM name the overlay's code relies on without editing it, and how it uses it."""
 
     target: str                      # "vllm.module:Attr.path", like a patch target
@@ -27,13 +27,6 @@ class Use:
     shape: str | None = None         # override: the overriding method's shape ("" for an attribute); declared: the pin
     compatible: tuple[str, ...] = ()  # declared: other shapes the patch accepts
 
-    @property
-    def module(self) -> str:
-        return parse_target(self.target)[0]
-
-    @property
-    def path(self) -> tuple[str, ...]:
-        return parse_target(self.target)[1]
 
     @property
     def name(self) -> str:
