@@ -11,7 +11,7 @@ from typing import Any
 
 from ascend_overlay.main2main.fingerprints import fingerprint
 from ascend_overlay.main2main.tree import Found, StaticTree, is_opaque
-from ascend_overlay.reliance.classbody import external_has, find_class, instance_attributes, module_lacks
+from ascend_overlay.reliance.classbody import computed_attribute_hit, external_has, find_class, instance_attributes
 from ascend_overlay.reliance.live import missing_member
 from ascend_overlay.reliance.model import Hit
 
@@ -45,12 +45,7 @@ class StaticLookup:
                 nxt = tree._member(current, name, 0)
                 if nxt is None:
                     if "__getattr__" in current.obj.members:
-                        lacks = module_lacks(tree.syntax(current.module), name)
-                        if lacks is False:
-                            return Hit("found", "attribute", None, "", depth + 1)
-                        if lacks is None:
-                            return Hit("unverifiable", depth=depth, detail=f"{shown} computes its attributes "
-                                                                          f"(__getattr__); {name!r} cannot be checked")
+                        return computed_attribute_hit(tree.syntax(current.module), shown, name, depth)
                     return Hit("missing", depth=depth, detail=f"{shown} has no attribute {name!r}")
                 if nxt.kind == "external":
                     return Hit("found", "external", None, "", depth + 1)

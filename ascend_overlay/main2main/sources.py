@@ -9,6 +9,7 @@ same pip as this interpreter, which honours the user's index configuration.
 from __future__ import annotations
 
 import ast
+import contextlib
 import email.parser
 import hashlib
 import importlib.util
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,9 +180,7 @@ def wheel_source(wheel: Path, label: str | None = None, kind: str = "wheel") -> 
 
 
 def _unpack_wheel(wheel: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
+    with staged_tree(target, wheel) as staging:
         try:
             archive = zipfile.ZipFile(wheel)
         except (zipfile.BadZipFile, OSError) as exc:
@@ -193,7 +193,17 @@ def _unpack_wheel(wheel: Path, target: Path) -> None:
                 raise SourceError(f"{wheel}: this wheel does not contain the vllm package")
             for name in names:
                 archive.extract(name, staging)
-        (staging / _COMPLETE).write_text(str(wheel), encoding="utf-8")
+
+
+@contextlib.contextmanager
+def staged_tree(target: Path, origin: Path) -> Iterator[Path]:
+    """A scratch directory beside ``target`` that becomes ``target``, marked complete, when the block
+    succeeds (and is removed when it fails): a reader never sees half an unpacked archive."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        yield staging
+        (staging / _COMPLETE).write_text(str(origin), encoding="utf-8")
         publish(staging, target)
     finally:
         if staging.exists():

@@ -18,6 +18,8 @@ import importlib
 import os
 from typing import Any
 
+from ascend_overlay.reliance.model import Hit
+
 _PARSED: dict[tuple[str, int, int], ast.Module | None] = {}
 _TRIVIAL_MODULES = ("builtins", "abc", "typing", "typing_extensions")
 
@@ -178,6 +180,18 @@ def module_lacks(module: ast.Module | None, name: str) -> bool | None:
     if served is None:
         return None
     return name not in served
+
+
+def computed_attribute_hit(module: ast.Module | None, shown: str, name: str, depth: int) -> Hit:
+    """The verdict on ``name`` in a module that has ``__getattr__`` (``shown``, at path ``depth``), the
+    same for the live and the static lookup."""
+    lacks = module_lacks(module, name)
+    if lacks is False:
+        return Hit("found", "attribute", None, "", depth + 1)
+    if lacks is None:
+        return Hit("unverifiable", depth=depth,
+                   detail=f"{shown} computes its attributes (__getattr__); {name!r} cannot be checked")
+    return Hit("missing", depth=depth, detail=f"{shown} has no attribute {name!r}")
 
 
 def is_trivial_base(module: str, name: str) -> bool:

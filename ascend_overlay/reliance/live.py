@@ -16,11 +16,11 @@ from typing import Any
 
 from ascend_overlay import contract
 from ascend_overlay.reliance.classbody import (
+    computed_attribute_hit,
     external_has,
     find_class,
     instance_attributes,
     is_trivial_base,
-    module_lacks,
     parse_file,
 )
 from ascend_overlay.reliance.model import Hit
@@ -120,13 +120,7 @@ class LiveLookup:
                                    detail=why, depth=depth)
                     kind = "module"
                 elif "__getattr__" in namespace:
-                    lacks = module_lacks(parse_file(getattr(obj, "__file__", "") or ""), name)
-                    if lacks is False:
-                        return Hit("found", "attribute", None, "", depth + 1)
-                    if lacks is None:
-                        return Hit("unverifiable", depth=depth, detail=f"{shown} computes its attributes "
-                                                                      f"(__getattr__); {name!r} cannot be checked")
-                    return Hit("missing", depth=depth, detail=f"{shown} has no attribute {name!r}")
+                    return computed_attribute_hit(parse_file(getattr(obj, "__file__", "") or ""), shown, name, depth)
                 else:
                     return Hit("missing", depth=depth, detail=f"{shown} has no attribute {name!r}")
             elif kind == "class":

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
-from ascend_overlay.main2main.sources import FetchError, SourceError, cache_dir, publish
+from ascend_overlay.main2main.sources import FetchError, SourceError, cache_dir, staged_tree
 
 _COMPLETE = ".complete"
 
@@ -88,9 +86,7 @@ def upstream_tree(version: str, name: str = "vllm", sdist: Path | None = None) -
     if (target / _COMPLETE).is_file():
         return target
     archive_path = sdist or fetch_sdist(version, name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
+    with staged_tree(target, archive_path) as staging:
         try:
             archive = tarfile.open(archive_path)
         except (tarfile.TarError, OSError) as exc:
@@ -108,9 +104,4 @@ def upstream_tree(version: str, name: str = "vllm", sdist: Path | None = None) -
                 if member.name.startswith("/") or ".." in Path(member.name).parts:
                     raise SourceError(f"{archive_path}: refusing the unsafe member {member.name!r}")
                 archive.extract(member, staging, **safe)
-        (staging / _COMPLETE).write_text(str(archive_path), encoding="utf-8")
-        publish(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target
