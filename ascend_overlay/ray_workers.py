@@ -19,7 +19,6 @@ value, which needs nothing of ours on the worker), and names the hosts that run 
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -84,8 +83,8 @@ def stock_message(stock: Sequence[dict[str, Any]], total: int) -> str:
     missing = sorted({a["host"] for a in stock if not a.get("installed")})
     cause = (f"ascend-overlay is not installed there ({', '.join(missing)}): install it on every node "
              f"({INSTALL_HINT}) in the environment `ray start` runs from" if missing else
-             "the overlay is installed but not active there: check that the node's environment does not set "
-             "VLLM_ASCEND_OVERLAY=0 and that `ascend-overlay status` passes on it")
+             "the overlay is installed there but did not reach the worker phase: run `ascend-overlay status` "
+             "on that node, and check that nothing there sets VLLM_ASCEND_OVERLAY=0")
     return (f"{len(stock)} of {total} Ray workers run stock vLLM, without the overlay, on host(s) "
             f"{', '.join(hosts)} (pids {pids}); {cause}")
 
@@ -130,11 +129,18 @@ def ray_requested(argv: Sequence[str]) -> bool:
     return False
 
 
-def ray_missing(argv: Sequence[str]) -> str | None:
-    """Why this command cannot run here, when it asks for Ray and Ray is not installed; else None."""
+def _ray_installed() -> bool:
     import importlib.util
 
-    if not ray_requested(argv) or importlib.util.find_spec("ray") is not None:
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # a broken or blocked install counts as none
+        return False
+
+
+def ray_missing(argv: Sequence[str]) -> str | None:
+    """Why this command cannot run here, when it asks for Ray and Ray is not installed; else None."""
+    if not ray_requested(argv) or _ray_installed():
         return None
     return (f"`{shlex.join(argv[:2])} ... --distributed-executor-backend ray` needs Ray, which is not installed "
             f"in this environment ({sys.prefix}); "
