@@ -123,3 +123,35 @@ def test_run_refuses_a_ray_command_where_ray_is_missing_and_names_the_fix():
         sys.exit(main(["run", "--", sys.executable, "-c", "print('ran')"]))
     ''')
     assert started.returncode == 0 and started.stdout.decode().strip() == "ran", "no Ray asked for: runs as before"
+
+
+def test_with_the_overlay_on_the_stock_hosts_are_a_problem_in_the_report_and_strict_mode_raises(tmp_path):
+    import pytest
+
+    from ascend_overlay import activation
+    from ascend_overlay.errors import OverlayError
+    from ascend_overlay.report import read_jsonl
+    from ascend_overlay.settings import Settings
+
+    stock = {"host": "npu-node-1", "pid": 11, "active": True, "installed": True, "phases": []}
+    report = tmp_path / "report.jsonl"
+
+    def collective_rpc(method, timeout=None):  # stands in for vLLM's executor over one stock node
+        return [stock]
+
+    assert activation.activate(door="test", settings=Settings(enabled=True, log_level="off",
+                                                               report_path=str(report))) is not None
+    try:
+        check_workers(collective_rpc)
+    finally:
+        activation.deactivate()
+    line = [r for r in read_jsonl(str(report)) if r["event"] == "ray_workers"][-1]
+    assert [(p["source"], p["path"]) for p in line["problems"]] == [("ray", "npu-node-1")]
+    assert "did not reach the worker phase" in line["problems"][0]["message"]
+
+    assert activation.activate(door="test", settings=Settings(enabled=True, strict=True, log_level="off")) is not None
+    try:
+        with pytest.raises(OverlayError, match="1 of 1 Ray workers run stock vLLM"):
+            check_workers(collective_rpc)
+    finally:
+        activation.deactivate()
