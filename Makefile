@@ -37,10 +37,11 @@ lint: setup
 # vLLM's own tests (from the installed version's sdist, fetched once into ~/.cache/ascend-overlay), run
 # stock and with PATCHES applied (docs/writing-patches.md); prints the tests whose outcome differs.
 #   make upstream-tests TESTS=tests/v1/core PATCHES=balance_scheduling [K='priority'] [ARGS='--ignore=...']
+#   [SET='VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD=1 ...']: the patches' variables, for the patched run
 TESTS ?= tests/v1/core
 upstream-tests: setup
 	@test -n "$(PATCHES)" || { echo "usage: make upstream-tests PATCHES=name[,name] [TESTS=tests/v1/core] [K=expr] [ARGS=...]"; exit 2; }
-	$(BIN)/python -m ascend_overlay.testing.upstream --tests $(TESTS) --patches $(PATCHES) $(if $(K),-k "$(K)") $(ARGS)
+	$(BIN)/python -m ascend_overlay.testing.upstream --tests $(TESTS) --patches $(PATCHES) $(if $(K),-k "$(K)") $(foreach s,$(SET),--set $(s)) $(ARGS)
 
 bench: setup
 	$(BIN)/python bench/run_all.py

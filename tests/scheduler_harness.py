@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 
-def build_scheduler(model: Path, *, max_num_seqs: int, max_num_batched_tokens: int, num_blocks: int = 512) -> Any:
+def build_scheduler(model: Path, *, max_num_seqs: int, max_num_batched_tokens: int, num_blocks: int = 512,
+                    policy: str = "fcfs", async_scheduling: bool = False) -> Any:
     import torch
     from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig
+    from vllm.v1.core.sched.async_scheduler import AsyncScheduler
     from vllm.v1.core.sched.scheduler import Scheduler
     from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
     from vllm.v1.structured_output import StructuredOutputManager
@@ -17,20 +19,22 @@ def build_scheduler(model: Path, *, max_num_seqs: int, max_num_batched_tokens: i
     config = VllmConfig(
         model_config=ModelConfig(model=str(model), max_model_len=256, dtype="float32"),
         scheduler_config=SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-                                         max_model_len=256, enable_chunked_prefill=True, is_encoder_decoder=False),
+                                         max_model_len=256, enable_chunked_prefill=True, is_encoder_decoder=False,
+                                         policy=policy),
         cache_config=CacheConfig(block_size=16, enable_prefix_caching=False))
     config.cache_config.num_gpu_blocks = num_blocks
     spec = FullAttentionSpec(block_size=16, num_kv_heads=1, head_size=64, dtype=torch.float32)
     kv = KVCacheConfig(num_blocks=num_blocks, kv_cache_tensors=[], kv_cache_groups=[KVCacheGroupSpec(["layer"], spec)])
-    return Scheduler(config, kv, StructuredOutputManager(config), block_size=16, log_stats=False)
+    cls = AsyncScheduler if async_scheduling else Scheduler
+    return cls(config, kv, StructuredOutputManager(config), block_size=16, log_stats=False)
 
 
-def request(request_id: str, prompt_len: int, max_tokens: int) -> Any:
+def request(request_id: str, prompt_len: int, max_tokens: int, priority: int = 0) -> Any:
     from vllm.sampling_params import SamplingParams
     from vllm.v1.request import Request
 
     return Request(request_id, list(range(2, 2 + prompt_len)), SamplingParams(max_tokens=max_tokens, ignore_eos=True),
-                   None)
+                   None, priority=priority)
 
 
 def step(scheduler: Any) -> dict[str, int]:

@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from scheduler_harness import build_scheduler
+from scheduler_harness import build_scheduler, request, step
 
 from ascend_overlay import applier
 from ascend_overlay.catalog import load_catalog
@@ -23,6 +23,7 @@ from ascend_overlay.errors import ConfigError
 
 THRESHOLD_VAR = "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD"
 STATS_VAR = "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_STATS"
+MAX_HOLD_VAR = "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_MAX_HOLD"
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,8 @@ def test_threshold_refused_with_the_variable_named(rule, raw):
 
 
 def test_default_threshold(rule):
-    assert [rule.default_threshold(n) for n in (1, 2, 8, 9, 256)] == [1, 1, 4, 4, 128]
+    # Below 4 sequences the default never holds: T = 1 would run an engine of 2-3 slots one request at a time.
+    assert [rule.default_threshold(n) for n in (1, 2, 3, 4, 8, 9, 256)] == [None, None, None, 2, 4, 4, 128]
 
 
 def test_bad_configuration_skips_the_patch_alone_and_leaves_vllm_stock(patch, monkeypatch, tmp_path):
@@ -210,6 +212,95 @@ def test_held_step_leaves_vllm_saturation_flag_untouched(vllm_ready, rule, balan
     out = scheduler.schedule()
     assert dict(out.num_scheduled_tokens) == {"a": 1}
     assert scheduler.prefill_capacity_bound is True
+
+
+# -- what counts as decoding, priority, and no starvation -----------------------------------------------------
+
+def test_a_prompt_whose_last_chunk_is_in_flight_is_not_decoding(vllm_ready, rule):
+    """Scheduled but not yet computed (concurrent batches, pipeline parallelism): vLLM already counts
+    its prompt computed, yet it has no token to compute in the next step until its output comes back."""
+    scheduler = make_scheduler(vllm_ready)
+    scheduler.add_request(request("a", 10, 4))
+    scheduler.schedule()
+    (a,) = scheduler.running
+    assert not a.is_prefill_chunk, "vLLM's own view: past its prompt"
+    assert not rule.is_decoding(a) and rule.decoding_count(scheduler.running) == 0
+
+
+def test_under_async_scheduling_the_in_flight_token_is_decoded_next(vllm_ready, rule):
+    scheduler = build_scheduler(vllm_ready, max_num_seqs=MAX_SEQS, max_num_batched_tokens=BUDGET,
+                                async_scheduling=True)
+    scheduler.add_request(request("a", 10, 4))
+    scheduler.schedule()
+    (a,) = scheduler.running
+    assert a.num_output_placeholders == 1 and rule.is_decoding(a)
+
+
+def test_a_request_that_produced_output_is_decoding(vllm_ready, rule):
+    scheduler = make_scheduler(vllm_ready)
+    scheduler.add_request(request("a", 70, 4))  # two chunks at a budget of 64
+    step(scheduler)
+    assert rule.decoding_count(scheduler.running) == 0  # mid-prompt
+    step(scheduler)
+    assert rule.decoding_count(scheduler.running) == 1
+
+
+def first_step_scheduling(scheduler, request_id: str, limit: int = 60) -> int:
+    for index in range(limit):
+        if request_id in step(scheduler):
+            return index
+    raise AssertionError(f"{request_id} was not scheduled in {limit} steps")
+
+
+def test_a_higher_priority_request_is_not_held_behind_lower_priority_decodes(vllm_ready, balanced, monkeypatch,
+                                                                            tmp_path):
+    """vLLM's priority policy admits (or preempts for) a request that outranks running work; the
+    throttle must not turn that into a wait. An equal-or-lower one is still held."""
+    stats = tmp_path / "stats.jsonl"
+    monkeypatch.setenv(MAX_HOLD_VAR, "1000")
+    balanced("1", stats)
+    scheduler = build_scheduler(vllm_ready, max_num_seqs=MAX_SEQS, max_num_batched_tokens=BUDGET, policy="priority")
+    scheduler.add_request(request("low", 10, 40, priority=5))
+    step(scheduler), step(scheduler)
+    scheduler.add_request(request("later", 10, 4, priority=9))
+    assert "later" not in step(scheduler), "a lower-priority request waits while the rule holds"
+    scheduler.add_request(request("high", 10, 4, priority=0))
+    assert "high" in step(scheduler)
+    records = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert [r["released"] for r in records][-2:] == [None, "priority"]
+
+
+def test_held_prefills_run_after_max_hold_steps(vllm_ready, balanced, monkeypatch, tmp_path):
+    """A decode batch that never drops below T must not starve a waiting prompt: after MAX_HOLD held
+    steps with prefill pending, one step is stock."""
+    monkeypatch.setenv(MAX_HOLD_VAR, "3")
+    stats = tmp_path / "stats.jsonl"
+    balanced("1", stats)
+    scheduler = make_scheduler(vllm_ready)
+    scheduler.add_request(request("long", 10, 40))
+    step(scheduler)
+    scheduler.add_request(request("waiting", 10, 4))
+    assert first_step_scheduling(scheduler, "waiting") == 3
+    records = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert [(r["held"], r["released"]) for r in records[1:5]] == [(True, None)] * 3 + [(False, "max_hold")]
+
+
+@pytest.mark.parametrize("max_num_seqs", [1, 2, 3])
+def test_the_default_never_holds_at_small_max_num_seqs(vllm_ready, rule, balanced, max_num_seqs):
+    def run():
+        return simulate(build_scheduler(vllm_ready, max_num_seqs=max_num_seqs, max_num_batched_tokens=BUDGET), rule)
+
+    stock = run()
+    balanced(None)
+    assert run() == stock
+
+
+def test_max_hold_refused_with_the_variable_named(patch, rule):
+    for raw in ("0", "-2", "many"):
+        with pytest.raises(ConfigError) as info:
+            rule.MAX_HOLD.read({MAX_HOLD_VAR: raw})
+        assert str(info.value).startswith(f"{MAX_HOLD_VAR}={raw!r} is not valid") and ">= 1" in str(info.value)
+    assert rule.read_max_hold({}) == rule.DEFAULT_MAX_HOLD and rule.read_max_hold({MAX_HOLD_VAR: "5"}) == 5
 
 
 # -- end to end: real vLLM on CPU ----------------------------------------------------------------------------

@@ -89,3 +89,4 @@ def test_the_patch_is_undone_after_vllm_s_own_test_in_the_same_session(
     outcomes = {node.rsplit("::", 1)[-1]: o.status for node, o in parse_junit(junit).items()}
     assert outcomes == {"test_get_num_unfinished_requests": "failed",
                         "test_after_the_vllm_test_scheduler_is_stock_again": "passed"}, done.stdout[-3000:]
+

@@ -10,8 +10,10 @@ adds ``-p ascend_overlay.testing`` with the phases of the named patches, and onl
 switched on (``VLLM_ASCEND_OVERLAY_DISABLE=*``, ``--ascend-overlay-enable=NAMES``), so every
 difference is theirs. Hub model names the tests use are pointed at tiny local models through vLLM's
 ``VLLM_MODEL_REDIRECT_PATH``. pytest's own output streams through (a long run shows progress);
-unknown arguments go to pytest (``--ignore=...`` for tests that need real weights). Exit code: 0
-same outcomes, 1 some differ, 2 bad input, no tests, or a run that produced no results.
+unknown arguments go to pytest (``--ignore=...`` for tests that need real weights). A patch's own
+variables reach the patched run only through ``--set NAME=VALUE`` (both runs otherwise see no
+``VLLM_ASCEND_OVERLAY_*`` variable but the hotfix path), so a run says which setting it tested.
+Exit code: 0 same outcomes, 1 some differ, 2 bad input, no tests, or a run that produced no results.
 """
 
 from __future__ import annotations
@@ -99,8 +101,7 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
-def phases_of(names: tuple[str, ...]) -> tuple[str, ...]:
-    """The phases the named patches apply in (what the patched run must fire)."""
+def _catalog_of(names: tuple[str, ...]):
     from ascend_overlay import toggles
     from ascend_overlay.catalog import load_catalog
     from ascend_overlay.settings import Settings
@@ -109,6 +110,29 @@ def phases_of(names: tuple[str, ...]) -> tuple[str, ...]:
     errors = toggles.validate(names, (), catalog.names())
     if errors:
         raise OverlayError("; ".join(str(e) for e in errors))
+    return catalog
+
+
+def patch_settings(names: tuple[str, ...], assignments: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` items for the patched run, each a variable one of the named patches declares,
+    with a value it accepts (checked here, so a typo fails the command instead of testing a default)."""
+    catalog = _catalog_of(names)
+    declared = {v.name: v for name in names for v in catalog.get(name).variables}
+    chosen: dict[str, str] = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise OverlayError(f"--set {item!r}: expected NAME=VALUE with NAME a variable of "
+                               f"{', '.join(names)} (declared: {known})")
+        declared[name.strip()].read({name.strip(): value})  # ConfigError (an OverlayError) names what is accepted
+        chosen[name.strip()] = value
+    return chosen
+
+
+def phases_of(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The phases the named patches apply in (what the patched run must fire)."""
+    catalog = _catalog_of(names)
     phases = []
     for name in names:
         phase = catalog.get(name).phase.value
@@ -142,8 +166,10 @@ class Comparison:
 
 
 def compare(tests: list[str], patches: tuple[str, ...], *, phases: tuple[str, ...] = (), extra: list[str] = (),
-            work: Path | None = None, version: str | None = None, timeout: int = 3600) -> Comparison:
-    """Run ``tests`` (paths relative to vLLM's source root) stock, then with ``patches``."""
+            work: Path | None = None, version: str | None = None, timeout: int = 3600,
+            settings: dict[str, str] | None = None) -> Comparison:
+    """Run ``tests`` (paths relative to vLLM's source root) stock, then with ``patches`` (and the
+    patches' variables in ``settings`` set for that run only)."""
     from ascend_overlay.testing.sdist import upstream_tree
     from ascend_overlay.vllm_version import installed_vllm_version
 
@@ -154,13 +180,13 @@ def compare(tests: list[str], patches: tuple[str, ...], *, phases: tuple[str, ..
     tree = upstream_tree(version)
     if work is None:
         with tempfile.TemporaryDirectory(prefix="ascend-overlay-upstream-") as scratch:
-            return _compare(tree, tests, patches, phases, list(extra), Path(scratch), timeout)
+            return _compare(tree, tests, patches, phases, list(extra), Path(scratch), timeout, settings or {})
     work.mkdir(parents=True, exist_ok=True)
-    return _compare(tree, tests, patches, phases, list(extra), work, timeout)
+    return _compare(tree, tests, patches, phases, list(extra), work, timeout, settings or {})
 
 
 def _compare(tree: Path, tests: list[str], patches: tuple[str, ...], phases: tuple[str, ...], extra: list[str],
-             work: Path, timeout: int) -> Comparison:
+             work: Path, timeout: int, settings: dict[str, str]) -> Comparison:
     from ascend_overlay.main2main.sources import cache_dir
 
     redirect = work / "model_redirect.json"
@@ -180,7 +206,7 @@ def _compare(tree: Path, tests: list[str], patches: tuple[str, ...], phases: tup
         junit.unlink(missing_ok=True)
         start = time.perf_counter()
         print(f"== {label} run: {' '.join(tests)}", flush=True)
-        code = run_pytest(tree, tests, junit, env, extra, plugin, timeout)
+        code = run_pytest(tree, tests, junit, env if plugin is None else {**env, **settings}, extra, plugin, timeout)
         seconds.append(time.perf_counter() - start)
         if not junit.is_file():
             raise OverlayError(f"the {label} run produced no results (pytest exit code {code}; its output is above)")
@@ -201,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="test paths or node ids relative to vLLM's source root (default: %(default)s)")
     parser.add_argument("--patches", required=True, help="comma list of patch names to apply in the patched run")
     parser.add_argument("--phase", default="", help="phases to fire (default: those of the patches)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                        help="a variable of the named patches, set for the patched run (repeatable)")
     parser.add_argument("-k", dest="keyword", default="", help="pytest -k expression")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per run (default: %(default)s)")
     parser.add_argument("--test-timeout", type=int, default=300,
@@ -212,13 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.keyword:
         extra += ["-k", args.keyword]
     try:
+        settings = patch_settings(patches, args.settings)
         result = compare(args.tests, patches, phases=tuple(p for p in args.phase.split(",") if p),
-                         extra=extra, timeout=args.timeout)
+                         extra=extra, timeout=args.timeout, settings=settings)
     except OverlayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"stock:   {_summary(result.stock)} ({result.seconds[0]:.0f} s)")
-    print(f"patched: {_summary(result.patched)} ({result.seconds[1]:.0f} s) with {', '.join(patches)}")
+    chosen = "".join(f" {name}={value}" for name, value in settings.items())
+    print(f"patched: {_summary(result.patched)} ({result.seconds[1]:.0f} s) with {', '.join(patches)}{chosen}")
     if not result.stock:
         print("error: no tests ran", file=sys.stderr)
         return 2
