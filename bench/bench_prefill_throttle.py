@@ -3,7 +3,7 @@
 Runs the same arrival pattern twice in fresh interpreters, stock vLLM (overlay off) and vLLM with
 the overlay's ``prefill_throttle`` patch, and prints the distribution of inter-token latency (the
 gap between consecutive tokens of one request, seen by the client) for each, with the ratio
-balanced / stock. The patch aims at a smaller spread (p99, max, stdev); the price is paid by the
+throttled / stock. The patch aims at a smaller spread (p99, max, stdev); the price is paid by the
 long prompts' time to first token, printed too. Timings are only comparable within one invocation.
 
 Workload: short requests decode continuously; long prompts (chunked by a small token budget) arrive
@@ -67,10 +67,10 @@ def drive(model: str, out: str, short: int, long_prompts: int, every: int) -> No
 
 # -- orchestration ------------------------------------------------------------------------------------
 
-def environment(balanced: bool, threshold: int) -> dict[str, str]:
+def environment(throttled: bool, threshold: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_ASCEND_OVERLAY")}
     path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != REPO]
-    if balanced:
+    if throttled:
         env.update(VLLM_ASCEND_OVERLAY="1", VLLM_ASCEND_OVERLAY_ENABLE="prefill_throttle",
                    VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD=str(threshold), VLLM_ASCEND_OVERLAY_LOG="off")
         path.insert(0, str(REPO))
@@ -78,15 +78,15 @@ def environment(balanced: bool, threshold: int) -> dict[str, str]:
     return env
 
 
-def run_once(args: argparse.Namespace, balanced: bool) -> dict[str, Any]:
+def run_once(args: argparse.Namespace, throttled: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "times.json"
         cmd = [sys.executable, __file__, "--drive", str(out), "--model", str(args.model), "--short", str(args.short),
                "--long", str(args.long), "--every", str(args.every)]
-        proc = subprocess.run(cmd, env=environment(balanced, args.threshold), capture_output=True, text=True,
+        proc = subprocess.run(cmd, env=environment(throttled, args.threshold), capture_output=True, text=True,
                               timeout=MAX_WALL_S + 300, cwd=tmp)
         if proc.returncode != 0:
-            raise SystemExit(f"{'balanced' if balanced else 'stock'} run failed:\n{proc.stderr[-3000:]}")
+            raise SystemExit(f"{'throttled' if throttled else 'stock'} run failed:\n{proc.stderr[-3000:]}")
         return json.loads(out.read_text())
 
 
@@ -126,17 +126,17 @@ def main() -> None:
         from ascend_overlay.demo.tiny_model import make_tiny_model
 
         make_tiny_model(args.model)
-    stock_runs, balanced_runs = [], []
+    stock_runs, throttled_runs = [], []
     for _ in range(max(1, args.rounds)):
-        stock_runs.append(run_once(args, balanced=False))
-        balanced_runs.append(run_once(args, balanced=True))
-    stock, balanced = summarise(stock_runs), summarise(balanced_runs)
+        stock_runs.append(run_once(args, throttled=False))
+        throttled_runs.append(run_once(args, throttled=True))
+    stock, throttled = summarise(stock_runs), summarise(throttled_runs)
     print(f"prefill throttle, threshold {args.threshold}: {args.short} decoding requests, {args.long} long "
           f"prompts (300 tokens, budget 64/step) every {args.every} steps; {args.rounds} round(s) per arm")
-    print(f"{'metric':<20}{'stock':>12}{'balanced':>12}{'ratio':>10}")
+    print(f"{'metric':<20}{'stock':>12}{'throttled':>12}{'ratio':>10}")
     for key in stock:
-        ratio = balanced[key] / stock[key] if stock[key] else float("nan")
-        print(f"{key:<20}{stock[key]:>12.2f}{balanced[key]:>12.2f}{ratio:>10.2f}")
+        ratio = throttled[key] / stock[key] if stock[key] else float("nan")
+        print(f"{key:<20}{stock[key]:>12.2f}{throttled[key]:>12.2f}{ratio:>10.2f}")
 
 
 if __name__ == "__main__":
