@@ -267,3 +267,19 @@ def test_an_import_phase_patch_never_imports_a_module_for_its_relied_on_names(tm
     assert "reliance_never_imported_pkg" not in sys.modules
     applier.precheck(patch, import_module=True)  # import-phase: still never imports it
     assert "reliance_never_imported_pkg" not in sys.modules
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_check_pauses_the_garbage_collector_and_restores_its_state(enabled: bool) -> None:
+    import gc
+
+    from ascend_overlay.reliance import gc_paused
+
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with pytest.raises(RuntimeError), gc_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("a failing check")
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()

@@ -229,8 +229,11 @@ def _at(target: Target, new_target: str) -> Target:
 
 def run_check(source: VllmSource, targets: list[Target], *, ignore_ranges: bool = False,
               problems: list[str] | None = None) -> CheckReport:
+    from ascend_overlay.reliance import gc_paused
+
     checker = Checker(StaticTree(source.root))
-    results = [checker.check(t, source.version, ignore_ranges=ignore_ranges) for t in targets]
+    with gc_paused():  # a tree of parsed modules: see gc_paused
+        results = [checker.check(t, source.version, ignore_ranges=ignore_ranges) for t in targets]
     return CheckReport(source, results, list(problems or []))
 
 
