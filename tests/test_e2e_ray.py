@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from harness import BIN, VllmServer, alive, base_env, free_port, outcome, wait_gone
 
+from ascend_overlay.demo.server import session_members
 from ascend_overlay.report import latest_per_process, read_jsonl
 
 pytestmark = pytest.mark.e2e
@@ -40,22 +41,6 @@ SERVE_ARGS = ["--load-format", "dummy", "--gpu-memory-utilization", "0.3", "--ma
               "--max-num-seqs", "4", "--seed", "0", "--enforce-eager", "--dtype", "float32",
               "--distributed-executor-backend", "ray", "--tensor-parallel-size", "2"]
 MAX_TOKENS = 8
-
-
-def session_members(sid: int) -> list[int]:
-    """Live processes of session ``sid``: ``ray start`` runs in a session of its own, and every process
-    of its cluster (GCS, raylet, agents, the workers that host vLLM's actors) stays in it."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def environ_of(pid: int) -> dict[str, str]:

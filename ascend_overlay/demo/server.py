@@ -52,6 +52,18 @@ def descendants(pid: int) -> list[int]:
 def group_members(pgid: int) -> list[int]:
     """Every live process of process group ``pgid``: a server started in its own session keeps its
     children findable here even after its main process died and they were re-parented."""
+    return _live_with(2, pgid)
+
+
+def session_members(sid: int) -> list[int]:
+    """Every live process of session ``sid`` (e.g. a Ray cluster started by ``ray start`` in a session
+    of its own: its daemons and worker processes stay in it, whatever their process group)."""
+    return _live_with(3, sid)
+
+
+def _live_with(field: int, value: int) -> list[int]:
+    """Live (non-zombie) processes whose /proc stat field ``field`` (counted after the command name:
+    2 process group, 3 session) equals ``value``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -60,7 +72,7 @@ def group_members(pgid: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        if int(fields[field]) == value and fields[0] != "Z":
             found.append(int(entry.name))
     return found
 
