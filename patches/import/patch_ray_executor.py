@@ -6,14 +6,14 @@ from ascend_overlay import Patch
 PATCH = Patch(
     name="ray_workers_overlay_legacy",
     phase="import",
-    vllm=">=0.32,<0.34",
+    vllm=">=0.32,<0.33",  # vLLM 0.33 removed vllm/v1/executor/ray_executor.py (found by main2main's check)
     why=("vLLM's legacy Ray executor builds its worker actors' Ray runtime environment in "
          "_update_noset_device_env_vars and copies the driver's VLLM_* variables only once the actors exist: "
          "on a cluster started by a plain `ray start` its workers would run stock. The overlay's variables "
          "are added to that runtime environment (values the operator set there are kept), and once the "
          "workers are up the driver names the hosts that run stock (docs/distributed.md)."),
     upstream="vllm/v1/executor/ray_executor.py: RayDistributedExecutor._update_noset_device_env_vars, _init_executor",
-    remove_when="vLLM drops the legacy Ray executor, or carries a plugin's variables into its workers' runtime env",
+    remove_when="vLLM 0.32 support ends: 0.33 removed the legacy Ray executor",
 )
 
 
