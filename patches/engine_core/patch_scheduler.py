@@ -172,20 +172,26 @@ def _settings():
     return read_threshold(), read_max_hold(), _stats_files.get(path)
 
 
-def decide(scheduler, threshold, max_hold):
+def decide(scheduler, threshold, max_hold, report=False):
     """(decoding, held, released, pending): the rule for this step. ``released`` names why a step the
-    threshold would hold runs as stock ("priority", "max_hold") or is None."""
-    decoding = decoding_count(scheduler.running)
-    pending = prefill_pending(scheduler)
+    threshold would hold runs as stock ("priority", "max_hold") or is None. What only a held step or
+    the stats line needs is read only then (else None): a step below the threshold costs one pass
+    over the running queue, and with no threshold none."""
+    decoding = decoding_count(scheduler.running) if threshold is not None or report else None
     over = threshold is not None and decoding > 0 and decoding >= threshold
+    pending = prefill_pending(scheduler) if over or report else None
     released = None
+    streak = _held_streak.get(scheduler, 0)
     if over and pending:
         if outranked_by_waiting(scheduler):
             released = "priority"
-        elif _held_streak.get(scheduler, 0) >= max_hold:
+        elif streak >= max_hold:
             released = "max_hold"
     held = over and released is None
-    _held_streak[scheduler] = _held_streak.get(scheduler, 0) + 1 if held and pending else 0
+    if held and pending:
+        _held_streak[scheduler] = streak + 1
+    elif streak:
+        del _held_streak[scheduler]
     return decoding, held, released, pending
 
 
@@ -193,7 +199,7 @@ def decide(scheduler, threshold, max_hold):
 def throttled_schedule(wrapped, instance, args, kwargs):
     configured, max_hold, stats = _settings()
     threshold = configured if configured is not None else default_threshold(instance.scheduler_config.max_num_seqs)
-    decoding, held, released, pending = decide(instance, threshold, max_hold)
+    decoding, held, released, pending = decide(instance, threshold, max_hold, report=stats is not None)
     if not held:
         output = wrapped(*args, **kwargs)
     else:
