@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,15 @@ __all__ = ["BIN", "SERVE_ARGS", "VllmServer", "alive", "wait_gone", "descendants
            "run_offline", "report_by_role", "outcome", "build_wheel", "fresh_python"]
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def trusted_copy(src: Path, dst: Path) -> Path:
+    """A copy of a hotfix directory with the permissions the hotfix trust rules accept (a checkout's
+    may be group-writable, which they refuse)."""
+    shutil.copytree(src, dst)
+    for path in [dst, *dst.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return dst
 
 
 def base_env(overlay: bool, **extra: str) -> dict[str, str]:

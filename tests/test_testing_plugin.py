@@ -7,14 +7,13 @@ changed: applied for the tests that ask, undone for the next one, and the toggle
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from harness import REPO, base_env
+from harness import REPO, base_env, trusted_copy
 
 from ascend_overlay.testing.upstream import parse_junit
 
@@ -65,10 +64,7 @@ PROBE = textwrap.dedent('''
 
 @pytest.fixture
 def hotfixes(tmp_path: Path) -> Path:
-    dst = shutil.copytree(REPO / "tests" / "upstream_patches", tmp_path / "hotfixes")
-    for path in [dst, *dst.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return dst
+    return trusted_copy(REPO / "tests" / "upstream_patches", tmp_path / "hotfixes")
 
 
 def _run(tmp_path: Path, hotfixes: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], dict]:

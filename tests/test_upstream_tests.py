@@ -9,13 +9,12 @@ does not. So the run proves the plugin applied it inside vLLM's own test, and on
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from harness import REPO, base_env
+from harness import REPO, base_env, trusted_copy
 
 from ascend_overlay.main2main.sources import FetchError
 
@@ -39,10 +38,7 @@ def upstream() -> Path:
 
 @pytest.fixture
 def hotfixes(tmp_path: Path) -> Path:
-    hotfixes = shutil.copytree(REPO / "tests" / "upstream_patches", tmp_path / "hotfixes")
-    for path in [hotfixes, *hotfixes.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return hotfixes
+    return trusted_copy(REPO / "tests" / "upstream_patches", tmp_path / "hotfixes")
 
 
 def test_vllm_scheduler_tests_run_stock_and_patched_and_the_difference_is_the_patch(
