@@ -283,3 +283,92 @@ def test_the_check_pauses_the_garbage_collector_and_restores_its_state(enabled: 
         assert gc.isenabled() is enabled
     finally:
         gc.enable()
+
+
+_CLASSES = '''
+import functools
+
+
+def keep(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+    return wrapper
+
+
+class Base:
+    shadowed = "a class attribute of the base"
+
+    def __init__(self):
+        self.from_init = 1
+        self.a, (self.b, *self.c) = 1, (2, 3)
+
+    @property
+    def size(self):
+        return self._size
+
+    @size.setter
+    def size(self, value):
+        self._size = value
+
+
+class Child(Base):
+    declared_only: int
+
+    def set_up(self):
+        self.shadowed = "an instance attribute of the subclass"
+        self.counter += 1
+        setattr(self, "by_setattr", 1)
+
+        def later():
+            self.from_closure = (
+                1,
+            )
+        later()
+
+    @keep
+    def decorated(self):
+        self.from_decorated = 1
+
+    def annotated_without_value(self):
+        self.bare: int
+
+    def only_reads(self):
+        return self.never_set
+
+    @staticmethod
+    def static(self):
+        self.from_static = 1
+'''
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    ("from_init", "instance-attribute"), ("a", "instance-attribute"), ("c", "instance-attribute"),
+    ("_size", "instance-attribute"), ("shadowed", "instance-attribute"), ("counter", "instance-attribute"),
+    ("by_setattr", "instance-attribute"), ("from_closure", "instance-attribute"),
+    ("from_decorated", "instance-attribute"), ("declared_only", "instance-attribute"),
+    ("bare", "instance-attribute"), ("size", "attribute"), ("never_set", None), ("from_static", None),
+])
+def test_the_live_reading_of_instance_attributes_is_the_whole_class_statements(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, kind: str | None) -> None:
+    """The live lookup answers most names from the methods that mention them, without parsing the
+    file; its verdict must still be the whole reading's, which the static lookup gives."""
+    from ascend_overlay.main2main.reliance_static import StaticLookup
+    from ascend_overlay.main2main.tree import StaticTree
+    from ascend_overlay.reliance import live
+    from ascend_overlay.reliance.classbody import parse_file
+
+    package = f"reliance_probe_{name}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "classes.py").write_text(_CLASSES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    whole_file_parses = []
+    monkeypatch.setattr(live, "parse_file", lambda path: whole_file_parses.append(path) or parse_file(path))
+
+    hit = live.LiveLookup().find(f"{package}.classes", ("Child", name))
+    static = StaticLookup(StaticTree(tmp_path, package)).find(f"{package}.classes", ("Child", name))
+    assert (hit.status, hit.kind) == (static.status, static.kind) == (("found", kind) if kind else ("missing", ""))
+    if name in ("from_init", "a", "c", "_size", "shadowed", "counter", "by_setattr", "from_closure",
+                "from_decorated", "declared_only"):
+        assert whole_file_parses == []  # answered from the methods that mention it

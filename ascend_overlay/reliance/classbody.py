@@ -87,23 +87,31 @@ def instance_attributes(node: ast.ClassDef | None) -> frozenset[str]:
 def _instance_attributes(node: ast.ClassDef) -> frozenset[str]:
     names = {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
     for method in node.body:
-        if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        me = _self_name(method)
-        if me is None or any(isinstance(d, ast.Name) and d.id in ("staticmethod", "classmethod")
-                             for d in method.decorator_list):
-            continue
-        for sub in ast.walk(method):
-            if isinstance(sub, ast.Assign):
-                for target in sub.targets:
-                    names.update(_stored_names(target, me))
-            elif isinstance(sub, (ast.AnnAssign, ast.AugAssign)):
-                names.update(_stored_names(sub.target, me))
-            elif isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id == "setattr" \
-                    and len(sub.args) >= 2 and isinstance(sub.args[0], ast.Name) and sub.args[0].id == me \
-                    and isinstance(sub.args[1], ast.Constant) and isinstance(sub.args[1].value, str):
-                names.add(sub.args[1].value)
+        if isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.update(method_attributes(method))
     return frozenset(names)
+
+
+def method_attributes(method: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Names one method gives instances: ``self.x = ...``, ``self.x += ...``, ``self.x: T = ...`` and
+    ``setattr(self, "x", ...)`` anywhere in it (nested functions included); none for a static or class
+    method."""
+    me = _self_name(method)
+    if me is None or any(isinstance(d, ast.Name) and d.id in ("staticmethod", "classmethod")
+                         for d in method.decorator_list):
+        return set()
+    names: set[str] = set()
+    for sub in ast.walk(method):
+        if isinstance(sub, ast.Assign):
+            for target in sub.targets:
+                names.update(_stored_names(target, me))
+        elif isinstance(sub, (ast.AnnAssign, ast.AugAssign)):
+            names.update(_stored_names(sub.target, me))
+        elif isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id == "setattr" \
+                and len(sub.args) >= 2 and isinstance(sub.args[0], ast.Name) and sub.args[0].id == me \
+                and isinstance(sub.args[1], ast.Constant) and isinstance(sub.args[1].value, str):
+            names.add(sub.args[1].value)
+    return names
 
 
 def declared_in_module(module: ast.Module | None, name: str) -> bool:

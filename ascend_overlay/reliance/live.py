@@ -7,11 +7,15 @@ from the class's source (``classbody``), and a base outside vLLM asked only when
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib
 import importlib.util
 import inspect
+import linecache
 import sys
+import types
+from collections.abc import Iterator
 from typing import Any
 
 from ascend_overlay import contract
@@ -21,6 +25,7 @@ from ascend_overlay.reliance.classbody import (
     find_class,
     instance_attributes,
     is_trivial_base,
+    method_attributes,
     parse_file,
 )
 from ascend_overlay.reliance.model import Hit
@@ -32,12 +37,110 @@ def _in_package(klass: type, package: str) -> bool:
     return module == package or module.startswith(package + ".")
 
 
-def _instance_attributes(klass: type) -> frozenset[str]:
-    module = sys.modules.get(klass.__module__)
-    path = getattr(module, "__file__", None)
-    if not path or "<locals>" in klass.__qualname__:
-        return frozenset()
-    return instance_attributes(find_class(parse_file(path), klass.__qualname__))
+def _source_path(klass: type) -> str | None:
+    """The file whose class statement the reading takes (none for a class made inside a function)."""
+    path = getattr(sys.modules.get(klass.__module__), "__file__", None)
+    return path if path and "<locals>" not in klass.__qualname__ else None
+
+
+def _gives_instances(klass: type, name: str) -> bool:
+    """Does the class's own code give instances ``name``? The reading of the whole class statement
+    (``classbody.instance_attributes``), the one rule of the live and static lookups."""
+    path = _source_path(klass)
+    if path is None or name not in _source_text(path):
+        return False  # a name the file never spells cannot be read from its class statement
+    return name in instance_attributes(find_class(parse_file(path), klass.__qualname__))
+
+
+def _surely_gives_instances(klass: type, name: str) -> bool:
+    """A yes of ``_gives_instances`` reached without parsing the file: the class's annotations, then
+    the methods whose code objects mention ``name``, each method's own lines parsed alone (a method is
+    part of the class statement, so its yes is the whole reading's yes). Why: a worker checks names of
+    classes two to three thousand lines long, and whole-file parses cost tens of milliseconds in
+    every process. A no here proves nothing; the caller then asks the whole reading."""
+    path = _source_path(klass)
+    if path is None:
+        return False
+    return name in _own_annotations(klass) or any(name in _method_names(func) for func in _own_functions(klass)
+                                                  if func.__code__.co_filename == path
+                                                  and _mentions(func.__code__, name))
+
+
+def _source_text(path: str) -> str:
+    return "".join(linecache.getlines(path))
+
+
+def _own_annotations(klass: type) -> Any:
+    try:
+        return inspect.get_annotations(klass)
+    except Exception:  # noqa: BLE001 - an annotation that fails to evaluate: let the whole reading decide
+        return ()
+
+
+def _own_functions(klass: type) -> Iterator[types.FunctionType]:
+    """The plain functions defined in the class statement: methods, property accessors, the methods
+    under ``functools.wraps`` decorators (static and class methods give instances nothing)."""
+    for raw in vars(klass).values():
+        if isinstance(raw, (staticmethod, classmethod)):
+            continue
+        if isinstance(raw, property):
+            candidates: tuple[Any, ...] = (raw.fget, raw.fset, raw.fdel)
+        elif isinstance(raw, functools.cached_property):
+            candidates = (raw.func,)
+        else:
+            candidates = (raw,)
+        for candidate in candidates:
+            try:
+                func = inspect.unwrap(candidate) if candidate is not None else None
+            except ValueError:  # a __wrapped__ cycle
+                continue
+            if isinstance(func, types.FunctionType) and func.__qualname__ == f"{klass.__qualname__}.{func.__name__}":
+                yield func
+
+
+_METHOD_NAMES: dict[types.CodeType, frozenset[str]] = {}
+
+
+def _method_names(func: types.FunctionType) -> frozenset[str]:
+    """``classbody.method_attributes`` of one method, its lines parsed once per process."""
+    code = func.__code__
+    if code not in _METHOD_NAMES:
+        node = _parse_lines(code.co_filename, code.co_firstlineno, _last_line(code))
+        found = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == code.co_name
+        _METHOD_NAMES[code] = frozenset(method_attributes(node)) if found else frozenset()  # type: ignore[arg-type]
+    return _METHOD_NAMES[code]
+
+
+def _mentions(code: types.CodeType, name: str) -> bool:
+    """Could this code store ``name`` on anything? (``STORE_ATTR`` names it in ``co_names``;
+    ``setattr(self, "name", ...)`` holds it as a constant.) Nested functions included."""
+    return name in code.co_names or any(
+        const == name or isinstance(const, types.CodeType) and _mentions(const, name) for const in code.co_consts)
+
+
+def _last_line(code: types.CodeType) -> int:
+    """The last source line of a function, nested code included (positions span multi-line calls)."""
+    positions = code.co_positions() if hasattr(code, "co_positions") else ((line, line) for _, _, line in code.co_lines())
+    last = max((position[1] or 0 for position in positions), default=code.co_firstlineno)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            last = max(last, _last_line(const))
+    return last
+
+
+def _parse_lines(path: str, first: int, last: int) -> ast.stmt | None:
+    """The one statement on lines first..last of a file (an indented one parsed as an ``if`` body)."""
+    lines = linecache.getlines(path)[first - 1:last]
+    if not lines:
+        return None
+    source = "".join(lines)
+    indented = lines[0][:1] in (" ", "\t")
+    try:
+        tree = ast.parse("if 1:\n" + source if indented else source)
+    except (SyntaxError, ValueError):
+        return None
+    body = tree.body[0].body if indented and tree.body else tree.body  # type: ignore[attr-defined]
+    return body[0] if len(body) == 1 and len(tree.body) == 1 else None
 
 
 def _kind(obj: Any) -> str:
@@ -155,17 +258,21 @@ def _has_spec(name: str) -> bool:
 
 
 def _class_member(cls: type, name: str, package: str) -> tuple[str, Any] | None:
-    external = []
+    """The first vLLM class along the MRO that has ``name`` as a member or gives it to instances, then
+    the bases outside vLLM. A member found further up is taken only once no class before it gives
+    instances the name (the whole reading, run only then)."""
+    own, external = [], []
     for klass in cls.__mro__:
         if klass is object or is_trivial_base(klass.__module__, klass.__name__):
             continue
-        if not _in_package(klass, package):
-            external.append(klass)
-            continue
-        if name in vars(klass):
-            return "member", vars(klass)[name]
-        if name in _instance_attributes(klass):
-            return "instance-attribute", None
+        (own if _in_package(klass, package) else external).append(klass)
+    owner = next((klass for klass in own if name in vars(klass)), None)
+    before = own[:own.index(owner)] if owner is not None else own
+    if any(_surely_gives_instances(klass, name) for klass in before) \
+            or any(_gives_instances(klass, name) for klass in before):
+        return "instance-attribute", None
+    if owner is not None:
+        return "member", vars(owner)[name]
     for klass in external:
         if external_has(f"{klass.__module__}.{klass.__qualname__}", name):
             return "external", None

@@ -55,10 +55,10 @@ def _is_type_checking(test: ast.expr) -> bool:
         (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _typing_only_nodes(tree: ast.Module) -> set[int]:
+def _typing_only_nodes(nodes: list[ast.AST]) -> set[int]:
     """ids of nodes under ``if TYPE_CHECKING:``: names imported there are not used at run time."""
     out: set[int] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             for stmt in node.body:
                 out.update(id(sub) for sub in ast.walk(stmt))
@@ -71,12 +71,14 @@ class SourceFile:
     def __init__(self, tree: ast.Module, display: str) -> None:
         self.tree = tree
         self.display = display
-        self.typing_only = _typing_only_nodes(tree)
+        # one walk of the file, read by every pass below (a walk costs more than the passes)
+        self.nodes = list(ast.walk(tree))
+        self.typing_only = _typing_only_nodes(self.nodes)
         self.bindings: dict[str, Binding] = {}
         self.runtime_imports: list[tuple[Binding, ast.stmt, str]] = []
         self._read_imports()
         self.functions: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
-        for node in ast.walk(tree):
+        for node in self.nodes:
             if isinstance(node, FUNCTIONS):
                 self.functions.setdefault(node.name, []).append(node)
         self.uses: dict[tuple, Use] = {}
@@ -85,7 +87,7 @@ class SourceFile:
     # -- imports --------------------------------------------------------------------------------
 
     def _read_imports(self) -> None:
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
                     and (node.module == PACKAGE or node.module.startswith(PACKAGE + ".")):
                 for alias in node.names:
@@ -139,9 +141,9 @@ class SourceFile:
     # -- chains rooted at imported names (anywhere in the file) ---------------------------------
 
     def imported_chains(self) -> None:
-        calls = {id(n.func): n for n in ast.walk(self.tree) if isinstance(n, ast.Call)}
+        calls = {id(n.func): n for n in self.nodes if isinstance(n, ast.Call)}
         inner: set[int] = set()
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if id(node) in inner or id(node) in self.typing_only or not isinstance(node, (ast.Attribute, ast.Name)):
                 continue
             root, attrs = _chain(node)
@@ -284,7 +286,7 @@ class SourceFile:
 
     def classes(self) -> None:
         """Every class of the file that subclasses a vLLM class (the overlay's own modules)."""
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if isinstance(node, ast.ClassDef):
                 for base in node.bases:
                     binding = self.base_binding(base, {})
