@@ -4,7 +4,7 @@ Every change is recorded as (owner, attribute, what the owner's own ``__dict__``
 puts that exact object back, or deletes the attribute if the owner only inherited it, so originals
 return by identity. A replace edit stores the replacement itself (no wrapper, no per-call cost); a
 wrap edit stores a ``wrapt.FunctionWrapper`` around the raw attribute, which keeps static and class
-methods binding as before.
+methods binding as before (``wrapper.PatchedCallable``, which pickles as a reference to its target).
 """
 
 from __future__ import annotations
@@ -161,9 +161,9 @@ class DriftError(Exception):
 
 def _replacement(edit: Edit, r: Resolved) -> Any:
     if edit.kind is EditKind.WRAP:
-        import wrapt
+        from ascend_overlay.wrapper import PatchedCallable
 
-        return wrapt.FunctionWrapper(r.descriptor, edit.value)
+        return PatchedCallable(r.descriptor, edit.value, edit.target)
     new = edit.factory(r.live) if edit.factory is not None else edit.value
     # Keep the descriptor type: replacing a staticmethod with a plain function would bind ``self``.
     if isinstance(r.descriptor, staticmethod) and not isinstance(new, staticmethod):

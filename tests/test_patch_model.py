@@ -334,3 +334,53 @@ def test_undo_splices_our_wrapper_out_from_under_a_third_party_wrapt_wrapper(pkg
     assert mod.compute is theirs, "the third party's wrapper must stay on top"
     assert theirs.__wrapped__ is mod.ORIGINALS["compute"], "ours must be spliced out of the chain"
     assert mod.compute(1) == 7
+
+
+def test_a_wrapped_target_pickles_as_a_reference_that_the_receiver_looks_up(pkg: str, tmp_path: Path) -> None:
+    """wrapt refuses pickle, and cloudpickle (vLLM's and Ray's) copied the original function by value
+    out of a wrapped method reached through its class: Ray's legacy executor shipped the unpatched
+    WorkerWrapperBase.init_worker to every worker that way. A wrapped target is now a reference."""
+    import copy
+    import inspect
+    import pickle
+
+    cloudpickle = pytest.importorskip("cloudpickle")
+    write_patch(tmp_path / "hotfix", "import", "patch_wraps.py", f'''
+        PATCH = Patch(name="wrap_all", phase="import", vllm=">=0", why="t", remove_when="t")
+
+        @PATCH.wrap("{pkg}:compute", contract="(x)")
+        def around(wrapped, instance, args, kwargs):
+            return wrapped(*args, **kwargs) * 10
+
+        @PATCH.wrap("{pkg}:Widget.size", contract="(self)")
+        def size(wrapped, instance, args, kwargs):
+            return (type(instance).__name__, wrapped(*args, **kwargs) * 10)
+
+        @PATCH.wrap("{pkg}:Widget.make", contract="(cls)")
+        def make(wrapped, instance, args, kwargs):
+            return ("made", wrapped(*args, **kwargs))
+    ''')
+    mod = __import__(pkg)
+    activation.activate(settings=_settings(tmp_path / "hotfix"))
+    fancy = mod.Fancy()
+    # what Ray's actor export does: every member along the MRO, taken through the (sub)class
+    member = dict(inspect.getmembers(mod.Fancy))["size"]
+    shipped = {
+        "pickle": [pickle.dumps(x) for x in (mod.compute, mod.Fancy.size, fancy.size)],
+        "cloudpickle": [cloudpickle.dumps(x) for x in (mod.compute, member, fancy.size, mod.Fancy.make)],
+    }
+    for blob in shipped["pickle"] + shipped["cloudpickle"]:
+        assert b"ascend_overlay" not in blob, "a receiver without the overlay must unpickle it"
+    compute, size, bound_size = (pickle.loads(b) for b in shipped["pickle"])
+    assert compute is mod.compute and compute(1) == 20
+    assert size(fancy) == bound_size() == ("Fancy", 10)
+    compute, size, bound_size, make = (cloudpickle.loads(b) for b in shipped["cloudpickle"])
+    assert compute(1) == 20 and size(fancy) == bound_size() == ("Fancy", 10)
+    assert make()[0] == "made" and isinstance(make()[1], mod.Fancy), "a class method stays bound to its class"
+    assert copy.deepcopy(mod.compute) is mod.compute and copy.copy(mod.Fancy.size) is mod.Fancy.size
+    assert mod.Fancy.size is mod.Widget.size, "one object through any class, as a function is"
+
+    activation.deactivate()  # a receiver whose overlay is off gets stock vLLM from the same bytes
+    compute, size, bound_size = (pickle.loads(b) for b in shipped["pickle"])
+    assert compute is mod.ORIGINALS["compute"] and size(fancy) == bound_size() == 1
+    assert cloudpickle.loads(shipped["cloudpickle"][1])(fancy) == 1
