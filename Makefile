@@ -19,7 +19,7 @@ $(VENV)/.ascend-overlay-installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[cpu,dev,ray]'
 	$(BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
-	$(BIN)/python -m ascend_overlay.bootstrap.precompile
+	$(BIN)/python -m ascend_overlay.doors.bootstrap.precompile
 	touch $@
 
 demo: setup
@@ -47,7 +47,7 @@ bench: setup
 	$(BIN)/python bench/run_all.py
 
 docs: setup
-	$(BIN)/python -m ascend_overlay.docs_gen
+	$(BIN)/python -m ascend_overlay.cli.docs_gen
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -13,7 +13,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 from setuptools.command.editable_wheel import editable_wheel
 
-PTH = Path("ascend_overlay", "bootstrap", "ascend_overlay.pth")
+PTH = Path("ascend_overlay", "doors", "bootstrap", "ascend_overlay.pth")
 
 
 class BuildWithStartupLine(build_py):

@@ -1,1 +1,1 @@
-ascend_overlay/bootstrap/sitecustomize.py
+ascend_overlay/doors/bootstrap/sitecustomize.py

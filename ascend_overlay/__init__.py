@@ -10,8 +10,8 @@ Importing this package imports nothing heavy.
 
 from __future__ import annotations
 
-from ascend_overlay.patch import Patch, Phase
-from ascend_overlay.vllm_version import vllm_version_in, vllm_version_is
+from ascend_overlay.core.patch import Patch, Phase
+from ascend_overlay.core.vllm_version import vllm_version_in, vllm_version_is
 
 __all__ = ["Patch", "Phase", "vllm_version_in", "vllm_version_is"]
 __version__ = "0.1.0"

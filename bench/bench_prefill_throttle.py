@@ -123,7 +123,7 @@ def main() -> None:
         return
     if not (args.model / "config.json").exists():
         sys.path.insert(0, str(REPO))
-        from ascend_overlay.demo.tiny_model import make_tiny_model
+        from ascend_overlay.serving.tiny_model import make_tiny_model
 
         make_tiny_model(args.model)
     stock_runs, throttled_runs = [], []

@@ -42,9 +42,9 @@ def main() -> int:
     if args.quick:
         args.rounds, args.import_rounds, args.ttft_rounds = 10, 2, 0
     py = sys.executable
-    from ascend_overlay.bootstrap.precompile import precompile
+    from ascend_overlay.doors.bootstrap.precompile import precompile
 
-    precompile()  # what `make setup` and `ascend-overlay run` do: see ascend_overlay/bootstrap/precompile.py
+    precompile()  # what `make setup` and `ascend-overlay run` do: see ascend_overlay/doors/bootstrap/precompile.py
 
     goals = Goals()
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +69,7 @@ def main() -> int:
     goals.check("import vllm: overlay on vs stock  [goal: ratio <= 1.03]", results, "stock", 1.03)
 
     if args.ttft_rounds:
-        from ascend_overlay.demo.tiny_model import make_tiny_model
+        from ascend_overlay.serving.tiny_model import make_tiny_model
 
         with tempfile.TemporaryDirectory() as tmp:
             model = make_tiny_model(Path(tmp) / "tiny")

@@ -13,7 +13,7 @@ from harness import REPO  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama made locally (config + trained tokenizer); served with dummy weights."""
-    from ascend_overlay.demo.tiny_model import make_tiny_model
+    from ascend_overlay.serving.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
 
@@ -22,7 +22,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_moe_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny mixture-of-experts model (config and tokenizer; served with dummy weights): the kind of
     model whose data-parallel ranks vLLM runs as coupled DP engine cores."""
-    from ascend_overlay.demo.tiny_model import make_tiny_moe_model
+    from ascend_overlay.serving.tiny_model import make_tiny_moe_model
 
     return make_tiny_moe_model(tmp_path_factory.mktemp("models") / "tiny-moe")
 
@@ -58,7 +58,7 @@ def torch_npu_double(monkeypatch: pytest.MonkeyPatch):
     import torch
     from npu_test_double import TorchNpuTestDouble
 
-    from ascend_overlay import requirements
+    from ascend_overlay.core import requirements
 
     double = TorchNpuTestDouble()
     double.__spec__ = importlib.machinery.ModuleSpec("torch_npu", None)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ascend_overlay.demo.server import BIN, SERVE_ARGS, VllmServer, alive, descendants, free_port, wait_gone
+from ascend_overlay.serving.server import BIN, SERVE_ARGS, VllmServer, alive, descendants, free_port, wait_gone
 
 __all__ = ["BIN", "SERVE_ARGS", "VllmServer", "alive", "wait_gone", "descendants", "free_port", "REPO", "base_env",
            "run_offline", "report_by_role", "outcome", "build_wheel", "fresh_python"]
@@ -72,7 +72,7 @@ def run_offline(model: Path, env: dict[str, str], tmp: Path, prompts: list[str],
 
 
 def report_by_role(path: Path) -> dict[str, list[dict[str, Any]]]:
-    from ascend_overlay.report import latest_per_process, read_jsonl
+    from ascend_overlay.core.report import latest_per_process, read_jsonl
 
     roles: dict[str, list[dict[str, Any]]] = {}
     for rec in latest_per_process(read_jsonl(str(path))):

@@ -12,8 +12,8 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+from ascend_overlay.core.patch import Patch
 from ascend_overlay.main2main.targets import Target, from_patches
-from ascend_overlay.patch import Patch
 
 COMMON = {
     "vllm/__init__.py": "",

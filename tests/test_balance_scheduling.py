@@ -12,8 +12,8 @@ import sys
 import pytest
 from scheduler_harness import build_scheduler, request, step
 
-from ascend_overlay import applier
-from ascend_overlay.catalog import load_catalog
+from ascend_overlay.core import applier
+from ascend_overlay.core.catalog import load_catalog
 
 CATALOG = load_catalog(entry_points=False)
 PATCH = CATALOG.get("balance_scheduling")

@@ -43,7 +43,7 @@ def test_users_sitecustomize_still_runs(tmp_path: Path, overlay: bool) -> None:
     env = base_env(overlay=overlay)
     env["PYTHONPATH"] = f"{REPO}:{user_site}"
     out = _python("import builtins, sys; print(getattr(builtins, 'USER_SITE_RAN', False), "
-                  "'ascend_overlay.activation' in sys.modules)", env)
+                  "'ascend_overlay.doors.activation' in sys.modules)", env)
     assert out.stdout.split() == ["True", str(overlay)], out.stderr
 
 
@@ -53,7 +53,7 @@ def test_run_door_sets_the_environment_for_children(tmp_path: Path) -> None:
     # Prints only in the `python -c` child, not in the ascend-overlay launcher (also a Python process).
     (user_site / "sitecustomize.py").write_text("import sys\nif sys.argv[0] == '-c':\n    print('user sitecustomize')\n")
     env = base_env(overlay=False, PYTHONPATH=str(user_site))
-    code = ("import os, sys; from ascend_overlay import activation; "
+    code = ("import os, sys; from ascend_overlay.doors import activation; "
             "print(os.environ['VLLM_ASCEND_OVERLAY'], activation.current().report.doors)")
     proc = subprocess.run([str(BIN / "ascend-overlay"), "run", "--", sys.executable, "-c", code],
                           env=env, capture_output=True, text=True, timeout=120)
@@ -63,7 +63,7 @@ def test_run_door_sets_the_environment_for_children(tmp_path: Path) -> None:
 
 
 def test_bad_settings_are_reported_not_raised_unless_strict() -> None:
-    code = "from ascend_overlay import activation; print('host ran', activation.current() is not None)"
+    code = "from ascend_overlay.doors import activation; print('host ran', activation.current() is not None)"
     bad = _python(code, base_env(overlay=True, VLLM_ASCEND_OVERLAY_ENABLE="good,bad name!"))
     assert bad.returncode == 0 and bad.stdout == "host ran True\n"
     assert "VLLM_ASCEND_OVERLAY_ENABLE='good,bad name!' is not valid" in bad.stderr
@@ -95,8 +95,9 @@ def test_forked_child_inherits_without_reapplying(tmp_path: Path) -> None:
             return "<" + wrapped(*args, **kwargs) + ">"
     ''')
     code = textwrap.dedent('''
-        import json, os, sys, wrapt
-        from ascend_overlay import activation
+        import json, os, sys
+        from ascend_overlay.core.wrapper import is_overlay_wrapper, original_of
+        from ascend_overlay.doors import activation
         overlay = activation.current()
         parent = os.getpid()
         pid = os.fork()
@@ -104,8 +105,8 @@ def test_forked_child_inherits_without_reapplying(tmp_path: Path) -> None:
             child = activation.activate(door="again")   # a door knocking in the child must not re-apply
             depth = 0
             f = json.dumps
-            while isinstance(f, wrapt.FunctionWrapper):
-                depth, f = depth + 1, f.__wrapped__
+            while is_overlay_wrapper(f):
+                depth, f = depth + 1, original_of(f)
             r = child.report
             sys.stdout.write(json.JSONEncoder().encode({"pid_ok": r.pid == os.getpid(), "from_ok": r.forked_from == parent,
                 "status": r.outcomes["wrap_json_dumps"].status, "depth": depth, "doors": r.doors,
@@ -125,7 +126,7 @@ def test_concurrent_report_appends_never_interleave(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     code = textwrap.dedent(f'''
         import os
-        from ascend_overlay.report import append_jsonl
+        from ascend_overlay.core.report import append_jsonl
         for i in range(300):
             append_jsonl({str(path)!r}, {{"pid": os.getpid(), "i": i, "pad": "x" * 5000}})
     ''')

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ascend_overlay.catalog import load_catalog
-from ascend_overlay.runtime import Overlay
-from ascend_overlay.settings import Settings
+from ascend_overlay.core.catalog import load_catalog
+from ascend_overlay.core.runtime import Overlay
+from ascend_overlay.core.settings import Settings
 
 
 @pytest.fixture

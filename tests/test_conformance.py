@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import pytest
 
-from ascend_overlay import applier
-from ascend_overlay.catalog import load_catalog
-from ascend_overlay.hookpoints import HOOK_PATCHES
-from ascend_overlay.outcomes import Decision, Reason
-from ascend_overlay.runtime import Overlay
-from ascend_overlay.settings import Settings
+from ascend_overlay.core import applier
+from ascend_overlay.core.catalog import load_catalog
+from ascend_overlay.core.runtime import Overlay
+from ascend_overlay.core.settings import Settings
+from ascend_overlay.core.vocabulary import Decision, Reason, Status
 
 _ABSENT = object()
 CATALOG = load_catalog((), entry_points=False)
-EVERY_PATCH = HOOK_PATCHES + CATALOG.patches
+EVERY_PATCH = CATALOG.patches  # hook points first, then the patches they fire
 
 
 def _state(patch) -> list[tuple[object, str, object]]:
@@ -27,6 +26,7 @@ def _state(patch) -> list[tuple[object, str, object]]:
     out = []
     for edit in patch.edits:
         resolved = applier.resolve(edit.module, edit.path)
+        assert isinstance(resolved, applier.Resolved), resolved
         out.append((resolved.owner, resolved.attr, vars(resolved.owner).get(resolved.attr, _ABSENT)))
     return out
 
@@ -35,9 +35,9 @@ def _state(patch) -> list[tuple[object, str, object]]:
 def test_apply_twice_undo_restores_by_identity(patch, monkeypatch: pytest.MonkeyPatch) -> None:
     assert CATALOG.problems == []
     before = _state(patch)
-    overlay = Overlay(Settings(enabled=True, log_level="off"), catalog=CATALOG, hook_patches=[])
+    overlay = Overlay(Settings(enabled=True, log_level="off"), catalog=load_catalog((), entry_points=False, hooks=False))
     # Force past planning (requires npu, off by default): conformance is about applying and undoing.
-    monkeypatch.setattr("ascend_overlay.runtime.plan", lambda p, ctx: Decision(True, Reason.ENABLED, "forced"))
+    monkeypatch.setattr("ascend_overlay.core.runtime.plan", lambda p, ctx: Decision(True, Reason.ENABLED, "forced"))
     try:
         assert overlay.apply(patch), overlay.report.outcomes[patch.name]
         during = _state(patch)
@@ -45,10 +45,10 @@ def test_apply_twice_undo_restores_by_identity(patch, monkeypatch: pytest.Monkey
             assert new is not old, f"{patch.name}: {owner}.{attr} did not change"
         assert overlay.apply(patch) is True
         assert _state(patch) == during, f"{patch.name}: applying twice changed something"
-        assert overlay.report.outcomes[patch.name].status == "applied"
+        assert overlay.report.outcomes[patch.name].status is Status.APPLIED
     finally:
         overlay.deactivate()
     after = _state(patch)
     for (owner, attr, old), (_, _, restored) in zip(before, after, strict=True):
         assert restored is old, f"{patch.name}: {owner}.{attr} not restored by identity"
-    assert overlay.report.outcomes[patch.name].status == "unpatched"
+    assert overlay.report.outcomes[patch.name].status is Status.UNPATCHED

@@ -13,7 +13,7 @@ import pytest
 from harness import REPO, VllmServer, base_env, outcome, report_by_role, wait_gone
 from synthetic import write_patch
 
-from ascend_overlay.authoring import write_manifest
+from ascend_overlay.cli.authoring import write_manifest
 
 pytestmark = pytest.mark.e2e
 

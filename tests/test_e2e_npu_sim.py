@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from harness import BIN, VllmServer, base_env, outcome, wait_gone
 
+from ascend_overlay.core.report import latest_per_process, read_jsonl
 from ascend_overlay.npu.sim.counters import read_counts, total_counts
-from ascend_overlay.report import latest_per_process, read_jsonl
 
 pytestmark = pytest.mark.e2e
 

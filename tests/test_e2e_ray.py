@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 from harness import BIN, VllmServer, alive, base_env, free_port, outcome, wait_gone
 
-from ascend_overlay.demo.server import session_members
-from ascend_overlay.report import latest_per_process, read_jsonl
+from ascend_overlay.core.report import latest_per_process, read_jsonl
+from ascend_overlay.serving.server import session_members
 
 pytestmark = pytest.mark.e2e
 
@@ -126,7 +126,7 @@ EXECUTORS = {"v2": ("ray_workers_overlay", {}),
              "legacy": ("ray_workers_overlay_legacy", {"VLLM_USE_RAY_V2_EXECUTOR_BACKEND": "0"})}
 # Where the worker phase fires: the hook's wrapper of WorkerWrapperBase.init_worker, with either executor.
 # The legacy executor pickles its actor class with every method along its MRO copied in by value;
-# before the wrap edit pickled by reference (ascend_overlay/wrapper.py) its workers ran the driver's
+# before the wrap edit pickled by reference (ascend_overlay/core/wrapper.py) its workers ran the driver's
 # unwrapped copy of init_worker, and the phase came only through the general-plugin door.
 FIRED_FROM = "WorkerWrapperBase.init_worker"
 

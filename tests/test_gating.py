@@ -9,12 +9,12 @@ import pytest
 from packaging.version import Version
 from synthetic import write_patch
 
-from ascend_overlay import toggles, vllm_version
-from ascend_overlay.catalog import load_catalog
-from ascend_overlay.outcomes import Reason
-from ascend_overlay.patch import Patch
-from ascend_overlay.planning import Context, plan
-from ascend_overlay.settings import Settings
+from ascend_overlay.core import toggles, vllm_version
+from ascend_overlay.core.catalog import load_catalog
+from ascend_overlay.core.patch import Patch
+from ascend_overlay.core.planning import Context, plan
+from ascend_overlay.core.settings import Settings
+from ascend_overlay.core.vocabulary import Reason
 
 
 @pytest.mark.parametrize("version, spec, expected", [
@@ -96,7 +96,7 @@ def test_hook_points_are_planned_but_not_switchable() -> None:
 
 def test_patch_requirement_is_met_by_what_would_apply() -> None:
     """status used to report requires=("patch:x",) as unmet whatever x did."""
-    from ascend_overlay.planning import would_apply
+    from ascend_overlay.core.planning import would_apply
 
     base, dependent = _patch(name="base"), _patch(name="dependent", requires=("patch:base",))
     ctx = Context(Settings(enabled=True), Version("0.32.0"))
@@ -174,7 +174,7 @@ def test_bad_patch_files_are_refused_alone(tmp_path: Path, body: str, message: s
 
 
 def test_drift_explanation_respects_commas_inside_defaults() -> None:
-    from ascend_overlay.contract import explain_drift
+    from ascend_overlay.core.contract import explain_drift
 
     text = explain_drift("(self, sep=',', n=1)", "(self, sep=';', n=1)")
     assert text.endswith("changed sep=',' -> sep=';'")

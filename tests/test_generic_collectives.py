@@ -16,8 +16,8 @@ RANK = textwrap.dedent('''
     import torch
     import torch.distributed as dist
     from vllm.distributed.device_communicators.base_device_communicator import DeviceCommunicatorBase
-    from ascend_overlay import applier
-    from ascend_overlay.catalog import load_catalog
+    from ascend_overlay.core import applier
+    from ascend_overlay.core.catalog import load_catalog
 
     rank, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)

@@ -11,9 +11,9 @@ import pytest
 from harness import BIN, base_env
 from synthetic import write_patch
 
-from ascend_overlay import hotfix
-from ascend_overlay.authoring import verify, write_manifest
-from ascend_overlay.catalog import load_catalog
+from ascend_overlay.cli.authoring import verify, write_manifest
+from ascend_overlay.core import trust
+from ascend_overlay.core.catalog import load_catalog
 
 GOOD = '''
     PATCH = Patch(name="{name}", phase="platform", vllm=">=0.30", why="w", remove_when="r"{extra})
@@ -133,7 +133,7 @@ def test_hotfix_new_then_verify(tmp_path: Path) -> None:
     text = path.read_text()
     from vllm.v1.sample.sampler import Sampler
 
-    from ascend_overlay.contract import fingerprint
+    from ascend_overlay.core.contract import fingerprint
 
     assert f"contract={fingerprint(Sampler.forward)!r}" in text  # pinned from the live target
     todo = _cli("hotfix", "verify", str(hf))
@@ -166,7 +166,7 @@ def test_verify_reports_each_bad_file(tmp_path: Path) -> None:
     assert "Sampler.forward_v9 does not exist" in messages["patch_missing.py"]
     assert "syntax error at line" in messages["patch_syntax.py"]
     assert _cli("hotfix", "verify", str(tmp_path / "nope")).returncode == 1
-    assert hotfix.trust_problem(tmp_path / "nope").startswith("cannot stat")
+    assert trust.trust_problem(tmp_path / "nope").startswith("cannot stat")
 
 
 def test_verify_judges_a_directory_with_everything_else_loaded(tmp_path: Path) -> None:

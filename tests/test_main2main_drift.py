@@ -111,7 +111,7 @@ def test_cli_drift_writes_markdown_and_json(trees: tuple[Path, Path], tmp_path: 
     # The one P0 left: the new abstract Platform method, blamed on the overlay's Platform hook.
     p0 = [e for e in data["entries"] if e["priority"] == 0]
     assert [e["object"] for e in p0] == ["vllm.platforms.interface.Platform.get_kv_layout"]
-    assert "ascend_overlay/hookpoints.py" in p0[0]["patches"] and done.returncode == 1
+    assert "patches/hooks/hook_platform_pre_register.py" in p0[0]["patches"] and done.returncode == 1
 
 
 def test_cli_drift_default_output_is_vllm_changes_md(trees: tuple[Path, Path], tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ascend_overlay import applier, contract
+from ascend_overlay.core import applier, contract
 from ascend_overlay.main2main.fingerprints import fingerprint
 from ascend_overlay.main2main.tree import StaticTree
 
@@ -223,7 +223,7 @@ def test_installed_vllm_static_equals_live_for_overlay_targets_and_hook_modules(
     script = textwrap.dedent('''
         import importlib, json, warnings
         warnings.simplefilter("ignore")
-        from ascend_overlay import applier, contract
+        from ascend_overlay.core import applier, contract
         from ascend_overlay.main2main.targets import overlay_targets
         from ascend_overlay.main2main.sources import installed_source
         from ascend_overlay.main2main.tree import StaticTree

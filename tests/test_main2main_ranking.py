@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 from main2main_fixtures import NEW, OLD, write_tree
 
+from ascend_overlay.core.reliance import Use
 from ascend_overlay.main2main import drift, report_md
 from ascend_overlay.main2main.sources import tree_source
 from ascend_overlay.main2main.targets import Target
-from ascend_overlay.reliance import Use
 
 OVERLAY = "ascend_overlay/npu/fake_platform.py"
 ROCM = {"vllm/platforms/rocm.py": "def rocm_only(x):\n    return x\n"}

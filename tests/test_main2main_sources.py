@@ -93,7 +93,7 @@ def test_verified_file_is_readable_and_valid() -> None:
     v = verified.read()
     verified.validate(v.version, v.commit)
     assert v.path.name == "verified_vllm.py"
-    from ascend_overlay import verified_vllm
+    from ascend_overlay.core import verified_vllm
 
     assert verified_vllm.VERSION == v.version and verified_vllm.COMMIT == v.commit
 
@@ -142,7 +142,7 @@ def test_cli_verified_show_and_set(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "verified vLLM is now 0.33.0 @ 4ba787ec9" in done.stdout
     assert "patch m2m_range_probe (" in done.stdout and "declares vllm<0.33, which excludes 0.33.0" in done.stdout
-    assert verified.read(copy / "ascend_overlay" / "verified_vllm.py").version == "0.33.0"
+    assert verified.read(copy / "ascend_overlay" / "core" / "verified_vllm.py").version == "0.33.0"
     done = subprocess.run([sys.executable, "-c", env_code, "verified", "--set", "bad"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "not a PEP 440 version" in done.stderr and "Traceback" not in done.stderr

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ascend_overlay import applier, requirements
-from ascend_overlay.catalog import load_catalog
-from ascend_overlay.contract import fingerprint
-from ascend_overlay.planning import Context, plan
-from ascend_overlay.settings import Settings
-from ascend_overlay.vllm_version import installed_vllm_version
+from ascend_overlay.core import applier, requirements
+from ascend_overlay.core.catalog import load_catalog
+from ascend_overlay.core.contract import fingerprint
+from ascend_overlay.core.planning import Context, plan
+from ascend_overlay.core.settings import Settings
+from ascend_overlay.core.vllm_version import installed_vllm_version
 
 KERNEL_PATCHES = ("npu_silu_and_mul", "npu_rms_norm", "npu_rotary_embedding")
 

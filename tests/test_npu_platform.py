@@ -144,8 +144,8 @@ def test_config_defaults_make_eager_the_default(npu_platform):
 
 
 def test_pre_register_fires_the_overlay_platform_phase(npu_platform):
-    from ascend_overlay import activation
-    from ascend_overlay.settings import Settings
+    from ascend_overlay.core.settings import Settings
+    from ascend_overlay.doors import activation
 
     overlay = activation.activate(door="test", settings=Settings(enabled=True, log_level="off"))
     try:

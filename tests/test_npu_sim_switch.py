@@ -127,9 +127,9 @@ def test_run_simulate_npu_refuses_bad_visible_devices():
 
 def test_the_report_says_which_npu_a_process_runs_with():
     code = """
-        from ascend_overlay.report import ProcessReport
+        from ascend_overlay.core.report import ProcessReport
         from ascend_overlay.npu import sim
-        from ascend_overlay.requirements import unmet
+        from ascend_overlay.core.requirements import unmet
         before = ProcessReport()
         print(before.snapshot("x")["npu"], "npu=" in before.summary_line())
         sim.install()
@@ -142,13 +142,13 @@ def test_the_report_says_which_npu_a_process_runs_with():
 
 
 def test_a_loaded_real_torch_npu_with_a_device_reports_real(torch_npu_double):
+    from ascend_overlay.core.report import ProcessReport
     from ascend_overlay.npu import npu_mode
-    from ascend_overlay.report import ProcessReport
 
     assert npu_mode() == "real"
     assert ProcessReport().snapshot("x")["npu"] == "real"
     torch_npu_double.npu.device_count_value = 0
-    from ascend_overlay import requirements
+    from ascend_overlay.core import requirements
 
     requirements.npu_available.cache_clear()
     assert npu_mode() is None, "a torch_npu without a visible NPU is no NPU"

@@ -17,10 +17,10 @@ import pytest
 from harness import BIN, REPO, base_env
 from synthetic import write_patch
 
-from ascend_overlay import hotfix, report
-from ascend_overlay.phases import Phase
-from ascend_overlay.runtime import Overlay
-from ascend_overlay.settings import Settings
+from ascend_overlay.core import report, trust
+from ascend_overlay.core.phases import Phase
+from ascend_overlay.core.runtime import Overlay
+from ascend_overlay.core.settings import Settings
 
 
 def _python(code: str, env: dict[str, str], timeout: int = 120) -> subprocess.CompletedProcess[str]:
@@ -71,7 +71,7 @@ def test_2_an_indirect_heavy_import_is_refused_too(tmp_path: Path) -> None:
     ''')
     env = base_env(overlay=True, VLLM_ASCEND_OVERLAY_PATH=str(directory))
     env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(tmp_path)])
-    out = _python("from ascend_overlay import activation; print(activation.current().catalog.names())", env)
+    out = _python("from ascend_overlay.doors import activation; print(activation.current().catalog.names())", env)
     assert "'indirect'" not in out.stdout
     assert "loading it imported torch" in out.stderr
 
@@ -80,7 +80,7 @@ def test_3_a_report_write_cut_short_leaves_no_partial_line(tmp_path: Path) -> No
     path = tmp_path / "report.jsonl"
     code = textwrap.dedent(f'''
         import resource
-        from ascend_overlay.report import append_jsonl
+        from ascend_overlay.core.report import append_jsonl
         append_jsonl({str(path)!r}, {{"pid": 1, "pad": "x" * 100}})
         resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300))   # the file system fills up mid-record
         try:
@@ -109,7 +109,7 @@ def test_4_a_foreign_sitecustomize_first_on_the_path_no_longer_switches_the_over
     (user_site / "sitecustomize.py").write_text("import builtins\nbuiltins.USER_SITE_RAN = True\n")
     env = base_env(overlay=True)
     env["PYTHONPATH"] = os.pathsep.join([str(user_site), str(REPO)])
-    out = _python("import builtins; from ascend_overlay import activation; "
+    out = _python("import builtins; from ascend_overlay.doors import activation; "
                   "print(builtins.USER_SITE_RAN, activation.current().report.doors)", env)
     assert out.stdout.split(None, 1) == ["True", "['pth']\n"], out.stderr
     assert f"{user_site / 'sitecustomize.py'} comes first on the path and shadows ascend-overlay's" in out.stderr
@@ -121,7 +121,7 @@ def test_5_advice_for_a_symlinked_hotfix_directory_never_chmods_through_the_link
     shared.chmod(0o1777)  # like /tmp: writable by everyone, sticky
     link = tmp_path / "hotfixes"
     link.symlink_to(shared)
-    problem = hotfix.trust_problem(link)
+    problem = trust.trust_problem(link)
     assert f"{link} (a symlink to {shared.resolve()})" in problem
     assert "do not chmod it" in problem and "chmod go-w" not in problem
     loose = tmp_path / "loose"
@@ -129,7 +129,7 @@ def test_5_advice_for_a_symlinked_hotfix_directory_never_chmods_through_the_link
     loose.chmod(0o775)
     other_link = tmp_path / "loose-link"
     other_link.symlink_to(loose)
-    assert hotfix.trust_problem(other_link).endswith(f"run: chmod go-w {loose.resolve()}")
+    assert trust.trust_problem(other_link).endswith(f"run: chmod go-w {loose.resolve()}")
 
 
 def test_6_a_version_override_is_announced_at_runtime() -> None:
@@ -171,7 +171,7 @@ def test_8_a_strict_refusal_is_one_clear_line_recorded_and_status_still_explains
 
 
 def test_9_a_typo_in_the_log_level_switches_nothing_off() -> None:
-    out = _python("from ascend_overlay import activation; import vllm.entrypoints.cli.main as m; "
+    out = _python("from ascend_overlay.doors import activation; import vllm.entrypoints.cli.main as m; "
                   "print(activation.current().report.outcomes['vllm_cli_version_metadata'].status)",
                   base_env(overlay=True, VLLM_ASCEND_OVERLAY_LOG="verbose"))
     assert out.stdout == "applied\n", out.stderr
@@ -200,8 +200,8 @@ def test_11_hotfix_new_with_an_unknown_target_is_a_clear_error(tmp_path: Path) -
 
 
 def test_11_refusals_and_skips_say_what_to_do_next(tmp_path: Path) -> None:
-    from ascend_overlay.authoring import write_manifest
-    from ascend_overlay.catalog import load_catalog
+    from ascend_overlay.cli.authoring import write_manifest
+    from ascend_overlay.core.catalog import load_catalog
 
     directory = tmp_path / "hf"
     signed = write_patch(directory, "platform", "patch_signed.py", '''
@@ -228,7 +228,7 @@ def test_11_refusals_and_skips_say_what_to_do_next(tmp_path: Path) -> None:
         def dumps(obj):
             return ""
     ''')
-    code = ("from ascend_overlay import activation, phases\nphases.fire('platform')\n"
+    code = ("from ascend_overlay.doors import activation; from ascend_overlay.core import phases\nphases.fire('platform')\n"
             "o = activation.current().report.outcomes['drifted']\nprint(o.code, '|', o.hint)")
     out = _python(code, base_env(overlay=True, VLLM_ASCEND_OVERLAY_PATH=str(drift_dir)))
     assert out.stdout.startswith("drift | if the new shape suits the patch, add it to compatible=(...)"), out.stderr

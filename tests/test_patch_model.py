@@ -12,9 +12,11 @@ import pytest
 import wrapt
 from synthetic import forget, write_patch, write_target_package
 
-from ascend_overlay import activation, phases
-from ascend_overlay.errors import PatchApplyError
-from ascend_overlay.settings import Settings
+from ascend_overlay.core import phases
+from ascend_overlay.core.errors import PatchApplyError
+from ascend_overlay.core.settings import Settings
+from ascend_overlay.core.wrapper import is_overlay_wrapper, original_of
+from ascend_overlay.doors import activation
 
 
 @pytest.fixture
@@ -59,8 +61,8 @@ def _assert_state(mod: object, active: bool) -> None:
     originals = mod.ORIGINALS
     compute = mod.__dict__["compute"]
     if active:
-        assert isinstance(compute, wrapt.FunctionWrapper)
-        assert compute.__wrapped__ is originals["compute"], "wrapped twice or around the wrong object"
+        assert is_overlay_wrapper(compute)
+        assert original_of(compute) is originals["compute"], "wrapped twice or around the wrong object"
         assert mod.compute(1) == 20
         assert mod.Widget().size() == 2 and mod.Widget.kind() == "patched" and mod.Fancy.make() == "made"
         assert isinstance(mod.Widget.__dict__["kind"], staticmethod)
@@ -210,7 +212,7 @@ def test_stale_alias_in_real_vllm_is_rebound(tmp_path: Path) -> None:
     try:
         phases.fire("platform")
         assert overlay.report.outcomes["wrap_init_logger"].status == "applied"
-        assert isinstance(arg_utils.init_logger, wrapt.FunctionWrapper)
+        assert is_overlay_wrapper(arg_utils.init_logger)
         assert arg_utils.init_logger is vllm.logger.init_logger
         assert "vllm.engine.arg_utils:init_logger" in overlay.report.outcomes["wrap_init_logger"].aliases
     finally:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from scheduler_harness import build_scheduler, request, step
 
-from ascend_overlay import applier
-from ascend_overlay.catalog import load_catalog
-from ascend_overlay.errors import ConfigError
+from ascend_overlay.core import applier
+from ascend_overlay.core.catalog import load_catalog
+from ascend_overlay.core.errors import ConfigError
 
 THRESHOLD_VAR = "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD"
 STATS_VAR = "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_STATS"
@@ -70,13 +70,13 @@ def test_default_threshold(rule):
 def test_bad_configuration_skips_the_patch_alone_and_leaves_vllm_stock(patch, monkeypatch, tmp_path):
     from vllm.v1.core.sched.scheduler import Scheduler
 
-    from ascend_overlay.catalog import load_catalog
-    from ascend_overlay.runtime import Overlay
-    from ascend_overlay.settings import Settings
+    from ascend_overlay.core.catalog import load_catalog
+    from ascend_overlay.core.runtime import Overlay
+    from ascend_overlay.core.settings import Settings
 
     original = Scheduler.schedule
     overlay = Overlay(Settings(enabled=True, enable=("prefill_throttle",), log_level="off"),
-                      catalog=load_catalog(entry_points=False), hook_patches=[])
+                      catalog=load_catalog(entry_points=False, hooks=False))
     for variable, value in ((THRESHOLD_VAR, "lots"), (STATS_VAR, str(tmp_path / "missing-dir" / "stats.jsonl"))):
         monkeypatch.setenv(variable, value)
         assert overlay.apply(overlay.catalog.get("prefill_throttle")) is False

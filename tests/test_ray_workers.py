@@ -19,8 +19,15 @@ import textwrap
 import cloudpickle
 from harness import base_env
 
-from ascend_overlay import ray_workers
-from ascend_overlay.ray_workers import INSTALL_HINT, carry_into, check_workers, make_probe, ray_missing, ray_requested
+from ascend_overlay.doors import ray_workers
+from ascend_overlay.doors.ray_workers import (
+    INSTALL_HINT,
+    carry_into,
+    check_workers,
+    make_probe,
+    ray_missing,
+    ray_requested,
+)
 
 BLOCKER = textwrap.dedent('''
     import importlib.abc, sys
@@ -128,10 +135,10 @@ def test_run_refuses_a_ray_command_where_ray_is_missing_and_names_the_fix():
 def test_with_the_overlay_on_the_stock_hosts_are_a_problem_in_the_report_and_strict_mode_raises(tmp_path):
     import pytest
 
-    from ascend_overlay import activation
-    from ascend_overlay.errors import OverlayError
-    from ascend_overlay.report import read_jsonl
-    from ascend_overlay.settings import Settings
+    from ascend_overlay.core.errors import OverlayError
+    from ascend_overlay.core.report import read_jsonl
+    from ascend_overlay.core.settings import Settings
+    from ascend_overlay.doors import activation
 
     stock = {"host": "npu-node-1", "pid": 11, "active": True, "installed": True, "phases": []}
     report = tmp_path / "report.jsonl"

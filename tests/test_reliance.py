@@ -3,17 +3,19 @@ by one rule, at apply time against the live vLLM and statically against a source
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from ascend_overlay import applier, reliance
-from ascend_overlay.catalog import load_catalog, load_patch_file
-from ascend_overlay.errors import PatchDeclarationError
-from ascend_overlay.patch import Patch
-from ascend_overlay.reliance.shapes import call_problem, function_shape, override_problem
+from ascend_overlay.core import applier, reliance
+from ascend_overlay.core.catalog import load_catalog, load_patch_file
+from ascend_overlay.core.errors import PatchDeclarationError
+from ascend_overlay.core.patch import Patch
+from ascend_overlay.core.reliance.shapes import call_problem, function_shape, override_problem
+from ascend_overlay.core.vocabulary import Reason
 
 # -- shapes ----------------------------------------------------------------------------------------
 
@@ -53,7 +55,7 @@ def test_override_accepts_every_call_of_the_base_or_says_why_not(base, override,
 def test_function_shape_reads_source_like_the_live_fingerprint() -> None:
     import ast
 
-    from ascend_overlay.contract import fingerprint
+    from ascend_overlay.core.contract import fingerprint
 
     source = "def f(a, b=1, /, c='x', *args, d, e=None, **kw): pass"
     namespace: dict = {}
@@ -160,13 +162,13 @@ def test_relies_on_refuses_a_bad_target_or_a_repeat() -> None:
 
 
 def test_overlay_modules_are_found_by_reading_the_package() -> None:
-    names = {str(p.relative_to(Path(reliance.__file__).parents[1])) for p in reliance.overlay_modules()}
-    assert {"npu/platform.py", "npu/worker.py", "engine_core.py"} <= names
-    assert "plugin.py" not in names and not any(n.startswith("main2main/") for n in names)
+    names = {str(p.relative_to(Path(reliance.__file__).parents[2])) for p in reliance.overlay_modules()}
+    assert {"npu/platform.py", "npu/worker.py", "doors/engine_core.py"} <= names
+    assert "doors/plugin.py" not in names and not any(n.startswith("main2main/") for n in names)
 
 
 def test_subclass_overrides_and_reads_are_derived_and_own_names_are_not() -> None:
-    uses = reliance.uses_of_module(Path(reliance.__file__).parents[1] / "npu" / "worker.py")
+    uses = reliance.uses_of_module(Path(reliance.__file__).parents[2] / "npu" / "worker.py")
     by_name = {(u.how, u.name) for u in uses}
     assert ("override", "Worker.init_device") in by_name
     assert ("attribute", "Worker.parallel_config") in by_name
@@ -178,9 +180,7 @@ def test_subclass_overrides_and_reads_are_derived_and_own_names_are_not() -> Non
 # -- judged live (apply time) and statically: one verdict -----------------------------------------
 
 def _all_uses() -> list[reliance.Use]:
-    from ascend_overlay.hookpoints import HOOK_PATCHES
-
-    uses = [u for p in load_catalog((), entry_points=False).patches + HOOK_PATCHES for u in reliance.uses_of_patch(p)]
+    uses = [u for p in load_catalog((), entry_points=False).patches for u in reliance.uses_of_patch(p)]
     for module in reliance.overlay_modules():
         uses += reliance.uses_of_module(module)
     return uses
@@ -188,10 +188,10 @@ def _all_uses() -> list[reliance.Use]:
 
 def test_live_and_static_lookups_agree_on_every_relied_on_name() -> None:
     pytest.importorskip("vllm")
+    from ascend_overlay.core.reliance.live import LiveLookup
     from ascend_overlay.main2main.reliance_static import StaticLookup
     from ascend_overlay.main2main.sources import installed_source
     from ascend_overlay.main2main.tree import StaticTree
-    from ascend_overlay.reliance.live import LiveLookup
 
     uses = _all_uses()
     static = StaticLookup(StaticTree(installed_source().root))
@@ -214,12 +214,12 @@ def test_a_missing_relied_on_name_skips_the_patch_at_apply_time(catalog, monkeyp
     from vllm.model_executor.layers.rotary_embedding.base import RotaryEmbeddingBase
 
     patch = catalog.get("npu_rotary_embedding")
-    applier.precheck(patch)
+    assert applier.precheck(patch).refusal is None
     monkeypatch.delattr(RotaryEmbeddingBase, "_match_cos_sin_cache_dtype")
-    with pytest.raises(applier.TargetMissing, match=r"relies on .*RotaryEmbedding\._match_cos_sin_cache_dtype "
-                                                    r"\(self\._match_cos_sin_cache_dtype\(query\) at "
-                                                    r"patches/worker/patch_rotary_embedding\.py:\d+\)"):
-        applier.precheck(patch)
+    refusal = applier.precheck(patch).refusal
+    assert refusal is not None and refusal.reason is Reason.MISSING
+    assert re.search(r"relies on .*RotaryEmbedding\._match_cos_sin_cache_dtype \(self\._match_cos_sin_cache_dtype\(query\) "
+                     r"at patches/worker/patch_rotary_embedding\.py:\d+\)", refusal.text), refusal.text
 
 
 def test_a_changed_shape_of_a_called_method_is_drift_at_apply_time(catalog, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -229,8 +229,9 @@ def test_a_changed_shape_of_a_called_method_is_drift_at_apply_time(catalog, monk
         return x
 
     monkeypatch.setattr(RMSNorm, "forward_native", forward_native)
-    with pytest.raises(applier.DriftError, match=r"RMSNorm\.forward_native .*requires `scale`"):
-        applier.precheck(catalog.get("npu_rms_norm"))
+    refusal = applier.precheck(catalog.get("npu_rms_norm")).refusal
+    assert refusal is not None and refusal.reason is Reason.DRIFT
+    assert re.search(r"RMSNorm\.forward_native .*requires `scale`", refusal.text), refusal.text
 
 
 def test_a_declared_pin_is_checked_at_apply_time(tmp_path: Path) -> None:
@@ -246,8 +247,9 @@ def test_a_declared_pin_is_checked_at_apply_time(tmp_path: Path) -> None:
     path = tmp_path / "patch_pinned.py"
     path.write_text("from ascend_overlay import Patch\n" + textwrap.dedent(body))
     patch = load_patch_file(path, "test", "reliance_pinned")
-    with pytest.raises(applier.DriftError, match=r"Scheduler\.finish_requests.*pinned \(self, request_ids\) but found"):
-        applier.precheck(patch)
+    refusal = applier.precheck(patch).refusal
+    assert refusal is not None and refusal.reason is Reason.DRIFT
+    assert re.search(r"Scheduler\.finish_requests.*pinned \(self, request_ids\) but found", refusal.text), refusal.text
 
 
 def test_an_import_phase_patch_never_imports_a_module_for_its_relied_on_names(tmp_path: Path) -> None:
@@ -265,7 +267,7 @@ def test_an_import_phase_patch_never_imports_a_module_for_its_relied_on_names(tm
     (verdict,) = reliance.check_live(patch, import_modules=False)
     assert verdict.status == "unverifiable" and "not imported yet" in verdict.detail
     assert "reliance_never_imported_pkg" not in sys.modules
-    applier.precheck(patch, import_module=True)  # import-phase: still never imports it
+    assert applier.precheck(patch, import_module=True).refusal is None  # import-phase: still never imports it
     assert "reliance_never_imported_pkg" not in sys.modules
 
 
@@ -273,7 +275,7 @@ def test_an_import_phase_patch_never_imports_a_module_for_its_relied_on_names(tm
 def test_the_check_pauses_the_garbage_collector_and_restores_its_state(enabled: bool) -> None:
     import gc
 
-    from ascend_overlay.reliance import gc_paused
+    from ascend_overlay.core.reliance import gc_paused
 
     (gc.enable if enabled else gc.disable)()
     try:
@@ -353,10 +355,10 @@ def test_the_live_reading_of_instance_attributes_is_the_whole_class_statements(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, kind: str | None) -> None:
     """The live lookup answers most names from the methods that mention them, without parsing the
     file; its verdict must still be the whole reading's, which the static lookup gives."""
+    from ascend_overlay.core.reliance import live
+    from ascend_overlay.core.reliance.classbody import parse_file
     from ascend_overlay.main2main.reliance_static import StaticLookup
     from ascend_overlay.main2main.tree import StaticTree
-    from ascend_overlay.reliance import live
-    from ascend_overlay.reliance.classbody import parse_file
 
     package = f"reliance_probe_{name}"
     (tmp_path / package).mkdir()

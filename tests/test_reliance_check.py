@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from vllm_tree import defining_files, edited_tree, rename
 
-from ascend_overlay import reliance
-from ascend_overlay.catalog import load_catalog
+from ascend_overlay.core import reliance
+from ascend_overlay.core.catalog import load_catalog
 
 pytest.importorskip("vllm")
 CLI = [sys.executable, "-m", "ascend_overlay", "check", "--json"]

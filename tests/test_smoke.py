@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from ascend_overlay.cli import main as cli_main
-from ascend_overlay.demo.server import descendants
-from ascend_overlay.demo.tiny_model import WEIGHTS, is_complete, make_tiny_model
+from ascend_overlay.serving.server import descendants
+from ascend_overlay.serving.tiny_model import WEIGHTS, is_complete, make_tiny_model
 from ascend_overlay.smoke import accuracy, artifacts, features, logscan, serve_flags
 from ascend_overlay.smoke.image import QUESTION, red_square_png
 from ascend_overlay.smoke.model_info import (

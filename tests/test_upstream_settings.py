@@ -13,7 +13,7 @@ pytest.importorskip("vllm")
     ("VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD=-1", "integer >= 0"),
 ])
 def test_set_refuses_what_the_named_patches_do_not_declare_or_accept(item: str, expected: str) -> None:
-    from ascend_overlay.errors import OverlayError
+    from ascend_overlay.core.errors import OverlayError
     from ascend_overlay.testing.upstream import patch_settings
 
     with pytest.raises(OverlayError) as info:

@@ -27,8 +27,8 @@ CONTROL = "tests/v1/core/test_scheduler.py::test_add_requests"
 @pytest.fixture(scope="module")
 def upstream() -> Path:
     pytest.importorskip("vllm")
+    from ascend_overlay.core.vllm_version import installed_vllm_version
     from ascend_overlay.testing.sdist import upstream_tree
-    from ascend_overlay.vllm_version import installed_vllm_version
 
     try:
         return upstream_tree(installed_vllm_version().base_version)

@@ -40,7 +40,7 @@ def test_the_variable_alone_fixes_the_vllm_command_from_a_wheel(installed: Path)
 
 
 def test_active_at_interpreter_start_from_the_installed_package(installed: Path) -> None:
-    code = ("import ascend_overlay, vllm; from ascend_overlay import activation; o = activation.current(); "
+    code = ("import ascend_overlay, vllm; from ascend_overlay.doors import activation; o = activation.current(); "
             "print(o.report.doors, ascend_overlay.__file__)")
     out = _run(installed, code, VLLM_ASCEND_OVERLAY="1")
     doors, path = out.stdout.strip().split(" ", 1)

@@ -52,7 +52,7 @@ def defining_files(module: str, path: tuple[str, ...]) -> list[str]:
     MRO whose body or ``__init__`` defines it (renaming it in all of them removes it)."""
     import importlib
 
-    from ascend_overlay.reliance.classbody import find_class, instance_attributes, parse_file
+    from ascend_overlay.core.reliance.classbody import find_class, instance_attributes, parse_file
 
     owner = importlib.import_module(module)
     for part in path[:-1]:

@@ -10,7 +10,8 @@ import argparse
 import json
 from typing import Any
 
-from ascend_overlay.status import collect
+from ascend_overlay.core.status import collect
+from ascend_overlay.core.vocabulary import Status
 
 
 def _vllm_line(data: dict[str, Any]) -> str:
@@ -36,7 +37,7 @@ def _status(args: argparse.Namespace) -> int:
         print(f"error:   {error}")
     for ref in data["refused"]:
         print(f"refused: {ref['path']}: {ref['message']}")
-    broken_hooks = [h for h in data["hooks"] if h["status"] != "would apply"]
+    broken_hooks = [h for h in data["hooks"] if Status(h["status"]) is not Status.WOULD_APPLY]
     for hook in broken_hooks:
         print(f"error:   hook point {hook['name']} would not apply ({hook['reason']}): its phase never fires")
     print()

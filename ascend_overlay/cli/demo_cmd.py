@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ascend_overlay.demo.main_job import run_demo
+    from ascend_overlay.serving.main_job import run_demo
 
     return run_demo(Path(args.model_dir) if args.model_dir else None, args.prompt, args.max_tokens,
                     simulate_npu=args.simulate_npu)

@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from ascend_overlay.errors import OverlayError
+from ascend_overlay.core.errors import OverlayError
 
 
 def _new(args: argparse.Namespace) -> int:
-    from ascend_overlay.authoring import new_hotfix
+    from ascend_overlay.cli.authoring import new_hotfix
 
     try:
         path = new_hotfix(args.name, args.target, Path(args.dir).resolve(), args.phase, args.kind, args.force)
@@ -23,7 +23,7 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ascend_overlay.authoring import verify
+    from ascend_overlay.cli.authoring import verify
 
     result = verify(str(Path(args.dir).resolve()))
     for f in result.findings:
@@ -33,7 +33,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _manifest(args: argparse.Namespace) -> int:
-    from ascend_overlay.authoring import write_manifest
+    from ascend_overlay.cli.authoring import write_manifest
 
     print(write_manifest(Path(args.dir).resolve()))
     return 0

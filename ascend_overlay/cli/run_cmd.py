@@ -18,7 +18,7 @@ import ascend_overlay
 
 
 def bootstrap_dir() -> str:
-    return str(Path(ascend_overlay.__file__).resolve().parent / "bootstrap")
+    return str(Path(ascend_overlay.__file__).resolve().parent / "doors" / "bootstrap")
 
 
 def overlay_environment(environ: dict[str, str]) -> dict[str, str]:
@@ -51,13 +51,13 @@ def _run(args: argparse.Namespace) -> int:
         print("ascend-overlay run: give the command to run, e.g. ascend-overlay run -- vllm serve MODEL",
               file=sys.stderr)
         return 2
-    from ascend_overlay.ray_workers import ray_missing
+    from ascend_overlay.doors.ray_workers import ray_missing
 
     refusal = ray_missing(command)
     if refusal is not None:
         print(f"ascend-overlay run: {refusal}", file=sys.stderr)
         return 2
-    from ascend_overlay.bootstrap.precompile import precompile
+    from ascend_overlay.doors.bootstrap.precompile import precompile
 
     precompile()
     env = overlay_environment(dict(os.environ))

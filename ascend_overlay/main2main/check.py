@@ -12,15 +12,15 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from ascend_overlay.contract import explain_drift
+from ascend_overlay.core.contract import explain_drift
+from ascend_overlay.core.reliance import judge
+from ascend_overlay.core.vllm_version import version_matches
 from ascend_overlay.main2main import name_index
 from ascend_overlay.main2main.fingerprints import fingerprint
 from ascend_overlay.main2main.reliance_static import StaticLookup
 from ascend_overlay.main2main.sources import VllmSource
 from ascend_overlay.main2main.targets import Target
 from ascend_overlay.main2main.tree import Found, StaticTree
-from ascend_overlay.reliance import judge
-from ascend_overlay.vllm_version import version_matches
 
 BREAKING = ("missing", "moved", "drift")
 _MAX_MOVED = 3
@@ -229,7 +229,7 @@ def _at(target: Target, new_target: str) -> Target:
 
 def run_check(source: VllmSource, targets: list[Target], *, ignore_ranges: bool = False,
               problems: list[str] | None = None) -> CheckReport:
-    from ascend_overlay.reliance import gc_paused
+    from ascend_overlay.core.reliance import gc_paused
 
     checker = Checker(StaticTree(source.root))
     with gc_paused():  # a tree of parsed modules: see gc_paused

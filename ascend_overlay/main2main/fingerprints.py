@@ -1,6 +1,6 @@
 """Contract fingerprints computed from source, in exactly the text ``contract.fingerprint`` gives live.
 
-A pin written from a live object (``ascend_overlay.contract``) must compare equal to the fingerprint
+A pin written from a live object (``ascend_overlay.core.contract``) must compare equal to the fingerprint
 read statically from the same code, or every check would report false drift. So the rules are the
 same ones: parameters with their kinds and markers, literal defaults as ``repr`` (a default written
 ``-1`` or ``"s"`` is evaluated, so spelling does not matter), anything else as ``...``, annotations
@@ -13,10 +13,10 @@ import ast
 from collections.abc import Callable
 from typing import Any
 
-from ascend_overlay.contract import format_parameters
+from ascend_overlay.core.contract import format_parameters
 from ascend_overlay.main2main.tree import Found, StaticTree, is_opaque
 
-# The same literal types as ascend_overlay.contract._LITERALS: only these keep their value in a pin.
+# The same literal types as ascend_overlay.core.contract._LITERALS: only these keep their value in a pin.
 LITERALS = (type(None), bool, int, float, str, bytes)
 OBJECT_INIT = "(self, /, *args, **kwargs)"  # what inspect.signature(object.__init__) gives
 

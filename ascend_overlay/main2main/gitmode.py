@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ascend_overlay.core.vllm_version import stated_by_tree
 from ascend_overlay.main2main import drift
 from ascend_overlay.main2main.priorities import is_dependency_file
-from ascend_overlay.main2main.sources import PACKAGE, SourceError, VllmSource, cache_dir, publish, read_version
+from ascend_overlay.main2main.sources import PACKAGE, SourceError, VllmSource, cache_dir, publish
 from ascend_overlay.main2main.targets import Target
 
 DEFAULT_MAX_LINES = 1500
@@ -87,7 +88,7 @@ def export(repo: Path, ref: str) -> VllmSource:
             shutil.rmtree(staging, ignore_errors=True)
     if not (target / PACKAGE / "__init__.py").is_file():
         raise GitError(f"commit {sha[:12]} has no {PACKAGE}/__init__.py: is {repo} a vLLM checkout?")
-    version, _ = read_version(target)
+    version, _ = stated_by_tree(target)
     return VllmSource(f"{ref} ({repo.name})", "git", target, version or _describe(repo, sha), sha)
 
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ascend_overlay.core.patch import parse_target
 from ascend_overlay.main2main.targets import Target
 from ascend_overlay.main2main.tree import StaticTree, is_opaque
-from ascend_overlay.patch import parse_target
 
 # The NPU path's vLLM interfaces that no overlay class subclasses yet, and the overlay file that
 # relies on them: the NPU worker builds vLLM's GPU model runner; the NPU platform picks the

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ascend_overlay.core.reliance.classbody import computed_attribute_hit, external_has, find_class, instance_attributes
+from ascend_overlay.core.reliance.live import missing_member
+from ascend_overlay.core.reliance.model import Hit
 from ascend_overlay.main2main.fingerprints import fingerprint
 from ascend_overlay.main2main.tree import Found, StaticTree, is_opaque
-from ascend_overlay.reliance.classbody import computed_attribute_hit, external_has, find_class, instance_attributes
-from ascend_overlay.reliance.live import missing_member
-from ascend_overlay.reliance.model import Hit
 
 
 def _method(found: Found) -> str:

@@ -8,9 +8,7 @@ same pip as this interpreter, which honours the user's index configuration.
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import email.parser
 import hashlib
 import importlib.util
 import os
@@ -26,7 +24,8 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from ascend_overlay.errors import OverlayError
+from ascend_overlay.core.errors import OverlayError
+from ascend_overlay.core.vllm_version import stated_by_tree
 
 PACKAGE = "vllm"
 CACHE_ENV = "ASCEND_OVERLAY_CACHE"
@@ -102,9 +101,9 @@ def installed_source() -> VllmSource:
         raise SourceError("no vLLM is installed in this environment; pass --vllm with a wheel, a source tree "
                           "or a version such as 0.33.0")
     package_dir = Path(next(iter(spec.submodule_search_locations)))
-    from ascend_overlay.vllm_version import vllm_distribution
+    from ascend_overlay.core.vllm_version import vllm_distribution
 
-    version, commit = read_version(package_dir.parent)
+    version, commit = stated_by_tree(package_dir.parent)
     dist = vllm_distribution()
     if dist is not None:
         version = dist.version
@@ -120,41 +119,10 @@ def tree_source(path: Path, label: str | None = None) -> VllmSource:
         root = path.parent
     else:
         raise SourceError(f"{label or path}: not a vLLM source tree (expected {path / PACKAGE / '__init__.py'})")
-    version, commit = read_version(root)
+    version, commit = stated_by_tree(root)
     if commit is None:
         commit = _git_head(root)
     return VllmSource(label or str(path), "tree", root, version, commit)
-
-
-def read_version(root: Path) -> tuple[str | None, str | None]:
-    """Version and commit as the tree states them: ``vllm/_version.py`` first, else wheel metadata."""
-    version = commit = None
-    version_file = root / PACKAGE / "_version.py"
-    if version_file.is_file():
-        try:
-            module = ast.parse(version_file.read_text(encoding="utf-8"))
-        except (SyntaxError, OSError, UnicodeDecodeError):
-            module = None
-        for node in getattr(module, "body", []):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-                names = {t.id for t in node.targets if isinstance(t, ast.Name)}
-                if "__version__" in names and isinstance(node.value.value, str):
-                    version = node.value.value
-                if "__commit_id__" in names and isinstance(node.value.value, str):
-                    commit = _strip_describe_prefix(node.value.value)
-    if version is None:
-        for meta in sorted(root.glob("*.dist-info/METADATA")):
-            headers = email.parser.Parser().parsestr(meta.read_text(encoding="utf-8", errors="replace"),
-                                                     headersonly=True)
-            if headers.get("Name", "").lower().replace("_", "-").startswith(PACKAGE):
-                version = headers.get("Version")
-                break
-    return version, commit
-
-
-def _strip_describe_prefix(commit: str) -> str:
-    """setuptools-scm writes ``g<sha>`` (git describe style); the sha alone is what git accepts."""
-    return commit[1:] if re.fullmatch(r"g[0-9a-f]{7,40}", commit) else commit
 
 
 def _git_head(root: Path) -> str | None:
@@ -175,7 +143,7 @@ def wheel_source(wheel: Path, label: str | None = None, kind: str = "wheel") -> 
     target = cache_dir() / "trees" / f"{wheel.stem}-{digest}"
     if not (target / _COMPLETE).is_file():
         _unpack_wheel(wheel, target)
-    version, commit = read_version(target)
+    version, commit = stated_by_tree(target)
     return VllmSource(label or str(wheel), kind, target, version, commit)
 
 

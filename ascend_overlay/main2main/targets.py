@@ -1,17 +1,16 @@
 """Everything the overlay relies on in vLLM: each patch's edits and the hook points it uses unedited.
 
-The list is read from the same declarations the runtime applies (the catalog, ``HOOK_PATCHES``,
-``RELIED_ON``), so a new patch is checked the moment it exists, with no second list to keep in step.
+The list is read from the same declarations the runtime applies (the catalog: patches, hook
+points and what each relies on), so a new patch is checked the moment it exists, with no second list to keep in step.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
-from ascend_overlay.patch import Patch, Targeted
-from ascend_overlay.reliance import Use
+from ascend_overlay.core.patch import Patch, Targeted
+from ascend_overlay.core.reliance import Use
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class Target(Targeted):
     patch_file: str
     vllm_spec: str
     role: str  # "patch" | "hook" | "relied-on"
-    use: Use | None = None  # for a relied-on name found by ``ascend_overlay.reliance``: how it is used
+    use: Use | None = None  # for a relied-on name found by ``ascend_overlay.core.reliance``: how it is used
 
 
 
@@ -42,12 +41,6 @@ def _display_path(path: str | None) -> str:
     return str(resolved.relative_to(_REPO)) if resolved.is_relative_to(_REPO) else str(resolved)
 
 
-def _hookpoints_file() -> str:
-    from ascend_overlay import hookpoints
-
-    return _display_path(inspect.getsourcefile(hookpoints))
-
-
 def from_patches(patches: list[Patch], role: str = "patch", default_file: str | None = None) -> list[Target]:
     out = []
     for patch in patches:
@@ -61,25 +54,19 @@ def from_patches(patches: list[Patch], role: str = "patch", default_file: str | 
 def overlay_targets(hotfix_dirs: tuple[str, ...] = ()) -> tuple[list[Target], list[str]]:
     """Every patch target (built-in, hotfix directories, entry points) and every hook point; plus the
     load problems, so a patch file that failed to load is reported rather than silently unchecked."""
-    from ascend_overlay.catalog import load_catalog
-    from ascend_overlay.hookpoints import HOOK_PATCHES, RELIED_ON
+    from ascend_overlay.core.catalog import load_catalog
 
     catalog = load_catalog(hotfix_dirs)
-    hooks_file = _hookpoints_file()
-    targets = from_patches(catalog.patches)
-    targets += from_patches(HOOK_PATCHES, role="hook", default_file=hooks_file)
-    engine_core = next((p for p in HOOK_PATCHES if p.name == "hook_engine_core_override"), None)
-    for target, pin in RELIED_ON.items():
-        owner = engine_core.name if engine_core is not None else "overlay"
-        targets.append(Target(target, pin, (), owner, hooks_file, engine_core.vllm if engine_core else "", "relied-on"))
-    targets += relied_on(catalog.patches + HOOK_PATCHES)
+    targets = from_patches(catalog.own)
+    targets += from_patches(catalog.hooks, role="hook")
+    targets += relied_on(catalog.patches)
     problems = [f"{p.path}: {p.message}" for p in catalog.problems]
     return targets, problems
 
 
 def relied_on(patches: list[Patch]) -> list[Target]:
     """What the patches and the overlay's own vLLM-facing modules use without editing it."""
-    from ascend_overlay import reliance
+    from ascend_overlay.core import reliance
 
     out = []
     for patch in patches:

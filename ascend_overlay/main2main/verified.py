@@ -1,6 +1,6 @@
 """The one place that says which vLLM the overlay is verified against, and the way to move it.
 
-The value lives in ``ascend_overlay/verified_vllm.py`` (a module, so it ships in every wheel and any
+The value lives in ``ascend_overlay/core/verified_vllm.py`` (a module, so it ships in every wheel and any
 code can import it); this module reads it without importing (so a ``--set`` is seen at once) and
 rewrites it whole, so the file never holds a half-edited value.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from ascend_overlay.errors import OverlayError
+from ascend_overlay.core.errors import OverlayError
 
-FILE = Path(__file__).resolve().parent.parent / "verified_vllm.py"
+FILE = Path(__file__).resolve().parent.parent / "core" / "verified_vllm.py"
 _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
 
 _TEMPLATE = '''"""The vLLM version (and commit) the overlay is verified against: the single source of truth.

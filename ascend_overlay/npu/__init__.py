@@ -22,7 +22,7 @@ import logging
 import sys
 
 # The one switch of the simulated NPU (documented in docs/npu.md, declared in settings.py); never on by default.
-from ascend_overlay.settings import SIMULATE_NPU
+from ascend_overlay.core.settings import SIMULATE_NPU
 
 PLATFORM_QUALNAME = "ascend_overlay.npu.platform.NPUPlatform"
 WORKER_QUALNAME = "ascend_overlay.npu.worker.NPUWorker"
@@ -47,7 +47,7 @@ def npu_mode() -> str | None:
         return "simulated"
     loaded = sys.modules.get("torch_npu")
     if loaded is not None and not getattr(loaded, "SIMULATED", False):
-        from ascend_overlay.requirements import npu_available
+        from ascend_overlay.core.requirements import npu_available
 
         return "real" if npu_available() else None  # torch_npu is loaded: this check is cached and cheap
     return None
@@ -60,8 +60,8 @@ def platform_plugin() -> str | None:
     package must not change which platform vLLM picks (and must not collide with another NPU plugin
     such as vllm-ascend, since vLLM refuses two active out-of-tree platforms).
     """
-    from ascend_overlay.errors import ConfigError
-    from ascend_overlay.settings import ACTIVATE, read
+    from ascend_overlay.core.errors import ConfigError
+    from ascend_overlay.core.settings import ACTIVATE, read
 
     try:
         if not read(ACTIVATE):
@@ -72,14 +72,14 @@ def platform_plugin() -> str | None:
         return PLATFORM_QUALNAME
     if importlib.util.find_spec("torch_npu") is None:
         return None
-    from ascend_overlay.requirements import npu_available
+    from ascend_overlay.core.requirements import npu_available
 
     return PLATFORM_QUALNAME if npu_available() else None
 
 
 def _simulate() -> bool:
-    from ascend_overlay.errors import ConfigError
-    from ascend_overlay.settings import read
+    from ascend_overlay.core.errors import ConfigError
+    from ascend_overlay.core.settings import read
 
     try:
         return read(SIMULATE_NPU)
@@ -104,8 +104,8 @@ def _refused(message: str) -> None:
     """A refused simulation is an operator's mistake: said once per process, and in strict mode
     the end of it (vLLM swallows exceptions from platform plugins, so strict exits)."""
     global _simulator_refusal_logged
-    from ascend_overlay.errors import ConfigError
-    from ascend_overlay.settings import STRICT, read
+    from ascend_overlay.core.errors import ConfigError
+    from ascend_overlay.core.settings import STRICT, read
 
     try:
         strict = read(STRICT)

@@ -29,7 +29,7 @@ from types import ModuleType
 import torch
 import torch.nn.functional as F
 
-from ascend_overlay.requirements import torch_npu_importable
+from ascend_overlay.core.requirements import torch_npu_importable
 
 
 def torch_npu_module() -> ModuleType | None:

@@ -25,7 +25,7 @@ from vllm.v1.worker.gpu_worker import Worker, init_worker_distributed_environmen
 from vllm.v1.worker.utils import request_memory
 from vllm.v1.worker.worker_base import CompilationTimes
 
-from ascend_overlay.vllm_version import vllm_version_in
+from ascend_overlay.core.vllm_version import vllm_version_in
 
 
 def local_device_index(parallel_config: Any, local_rank: int) -> int:

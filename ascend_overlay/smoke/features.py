@@ -16,7 +16,7 @@ from typing import Any
 from ascend_overlay.smoke.model_info import ModelInfo
 from ascend_overlay.smoke.probes import FAIL, NOT_APPLICABLE, PASS, TITLES
 from ascend_overlay.smoke.serve_flags import Asked
-from ascend_overlay.smoke.stage import StageResult
+from ascend_overlay.smoke.stage import StageResult, StageStatus
 
 SUPPORTED, UNSUPPORTED, CHECKPOINT_MISSING, NOT_APPLIES, UNTESTED = (
     "supported", "unsupported", "checkpoint-missing", "not-applicable", "untested")
@@ -36,7 +36,7 @@ class Feature:
 
 
 def _ran(stage: StageResult | None) -> bool:
-    return stage is not None and stage.status in ("passed", "failed")
+    return stage is not None and stage.status.ran
 
 
 def _by_outcome(stage: StageResult) -> str:
@@ -165,7 +165,7 @@ def _overlay(stage: StageResult) -> list[Feature]:
 def _checkpoint(real: StageResult | None) -> Feature:
     if real is None:
         return Feature("real_weights", "real checkpoint load", "", UNTESTED, "stage B not requested (--stage dummy)")
-    if real.status == "checkpoint-missing":
+    if real.status is StageStatus.CHECKPOINT_MISSING:
         return Feature("real_weights", "real checkpoint load", "", CHECKPOINT_MISSING, real.reason, "real")
     if not _ran(real):
         return Feature("real_weights", "real checkpoint load", "", UNTESTED, real.reason or "stage B not run", "real")

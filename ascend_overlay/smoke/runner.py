@@ -31,7 +31,7 @@ from ascend_overlay.smoke.serve_flags import (
     option_value,
     stage_flags,
 )
-from ascend_overlay.smoke.stage import LABELS, StageOptions, StageResult, launcher, run_stage
+from ascend_overlay.smoke.stage import LABELS, StageOptions, StageResult, StageStatus, launcher, run_stage
 
 STAGES = {"dummy": ["dummy"], "real": ["real"], "both": ["dummy", "real"]}
 
@@ -53,16 +53,16 @@ class SmokeOptions:
 
 
 def embedded_model() -> Path:
-    from ascend_overlay.demo.main_job import default_model_dir
-    from ascend_overlay.demo.tiny_model import make_tiny_model
+    from ascend_overlay.serving.main_job import default_model_dir
+    from ascend_overlay.serving.tiny_model import make_tiny_model
 
     return make_tiny_model(default_model_dir())
 
 
 def default_flags(model: ModelInfo) -> list[str]:
     """Flags for where it runs: the tiny model's profile, or the CPU backend's one necessary setting."""
-    from ascend_overlay.demo.main_job import default_model_dir
-    from ascend_overlay.vllm_version import vllm_distribution_name
+    from ascend_overlay.core.vllm_version import vllm_distribution_name
+    from ascend_overlay.serving.main_job import default_model_dir
 
     if model.path == default_model_dir().resolve():
         return list(TINY_DEFAULTS)
@@ -121,7 +121,7 @@ def run(options: SmokeOptions, progress: Progress | None = None) -> tuple[int, d
     for name in requested:
         previous = results.get("dummy")
         if name == "real" and previous is not None and not previous.passed and not options.keep_going:
-            results[name] = StageResult(name=name, label=LABELS[name], status="skipped",
+            results[name] = StageResult(name=name, label=LABELS[name], status=StageStatus.SKIPPED,
                                         reason="stage A failed (--keep-going runs stage B anyway)",
                                         flags=flags.real)
             progress.say(LABELS[name], "skipped: stage A failed")
@@ -146,7 +146,7 @@ def build_report(model: ModelInfo, options: SmokeOptions, results: dict[str, Sta
     dummy, real = results.get("dummy"), results.get("real")
     ran = list(results.values())
     feature_rows = features.feature_matrix(model, dummy, real)
-    source = "real" if real is not None and real.status in ("passed", "failed") else "dummy"
+    source = "real" if real is not None and real.status.ran else "dummy"
     shown = results.get(source)
     overlay = [p for s in ran for p in s.overlay]
     served: dict[str, Any] = {}
@@ -189,7 +189,7 @@ def _float(text: str | None) -> float | None:
 
 
 def _vllm_dist() -> str | None:
-    from ascend_overlay.vllm_version import vllm_distribution_name
+    from ascend_overlay.core.vllm_version import vllm_distribution_name
 
     return vllm_distribution_name()
 

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ascend_overlay.demo.server import BIN, ServerExitedError, VllmServer, alive, wait_gone
+from ascend_overlay.core.vocabulary import Status, Word
+from ascend_overlay.serving.server import BIN, ServerExitedError, VllmServer, alive, wait_gone
 from ascend_overlay.smoke import logscan
 from ascend_overlay.smoke.model_info import ModelInfo, SmokeInputError
 from ascend_overlay.smoke.probes import FAIL, PASS, Check, Prober, not_applicable, skipped
@@ -40,11 +41,24 @@ class StageOptions:
     launcher: list[str]
 
 
+class StageStatus(Word):
+    """How a bring-up stage ended."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"                        # not run (an earlier stage failed, or not asked for)
+    CHECKPOINT_MISSING = "checkpoint-missing"  # the real-weights stage had no weights to load
+
+    @property
+    def ran(self) -> bool:
+        return self in (StageStatus.PASSED, StageStatus.FAILED)
+
+
 @dataclass
 class StageResult:
     name: str
     label: str
-    status: str = "skipped"          # passed | failed | skipped | checkpoint-missing
+    status: StageStatus = StageStatus.SKIPPED
     reason: str = ""
     failure_kind: str = ""           # startup | timeout | false-ready | request | shutdown
     command: str = ""                # as a user would type it
@@ -65,7 +79,7 @@ class StageResult:
 
     @property
     def passed(self) -> bool:
-        return self.status == "passed"
+        return self.status is StageStatus.PASSED
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -101,7 +115,7 @@ def run_stage(name: str, model: ModelInfo, flags: list[str], options: StageOptio
     label = LABELS[name]
     result = StageResult(name=name, label=label, flags=list(flags), command=display_command(model.spec, flags))
     if name == "real" and not model.weights:
-        result.status = "checkpoint-missing"
+        result.status = StageStatus.CHECKPOINT_MISSING
         result.reason = (f"no weight files (*.safetensors, *.bin, ...) in {model.path}: stage B needs the real "
                          "checkpoint")
         progress.say(label, f"not run: {result.reason}")
@@ -146,11 +160,11 @@ def _serve(server: VllmServer, model: ModelInfo, options: StageOptions, progress
         with progress.waiting(label, "the server to answer GET /v1/models", options.ready_timeout, activity):
             server.start()
     except ServerExitedError as exc:
-        result.status, result.failure_kind, result.exit_code = "failed", "startup", exc.returncode
+        result.status, result.failure_kind, result.exit_code = StageStatus.FAILED, "startup", exc.returncode
         result.reason = logscan.startup_failure(server.log())
         return
     except TimeoutError:
-        result.status, result.failure_kind = "failed", "timeout"
+        result.status, result.failure_kind = StageStatus.FAILED, "timeout"
         result.reason = (f"not ready after {options.ready_timeout:.0f} s (--ready-timeout); vLLM was at: "
                          f"{logscan.last_activity(server.log()) or 'no log output'}")
         return
@@ -158,7 +172,7 @@ def _serve(server: VllmServer, model: ModelInfo, options: StageOptions, progress
     progress.say(label, f"ready after {result.ready_s:.1f} s; sending requests")
     result.checks = _probe(server, model, options, progress, result)
     failed = [c for c in result.checks if c.status == FAIL]
-    result.status = "failed" if failed else "passed"
+    result.status = StageStatus.FAILED if failed else StageStatus.PASSED
 
 
 def _probe(server: VllmServer, model: ModelInfo, options: StageOptions, progress: Progress,
@@ -260,8 +274,8 @@ def _stop(server: VllmServer, progress: Progress, result: StageResult) -> None:
         wait_gone(left, timeout=10)
         result.orphans = left
         message = f"{len(left)} process(es) of the server outlived its shutdown (killed: {left})"
-        if result.status == "passed":
-            result.status, result.failure_kind, result.reason = "failed", "shutdown", message
+        if result.status is StageStatus.PASSED:
+            result.status, result.failure_kind, result.reason = StageStatus.FAILED, "shutdown", message
         else:
             result.reason += f"; {message}"
     still = alive(left)
@@ -271,7 +285,7 @@ def _stop(server: VllmServer, progress: Progress, result: StageResult) -> None:
 
 def overlay_processes(report_path: Path, log: str) -> list[dict[str, Any]]:
     """Per process (API server, EngineCore, worker): which overlay patches applied, from its report."""
-    from ascend_overlay.report import latest_per_process, read_jsonl
+    from ascend_overlay.core.report import latest_per_process, read_jsonl
 
     if not report_path.exists():
         return []
@@ -286,10 +300,10 @@ def overlay_processes(report_path: Path, log: str) -> list[dict[str, Any]]:
         processes.append({
             "role": rec["role"], "pid": rec["pid"], "host": rec.get("host"), "vllm": rec.get("vllm"),
             "phases": rec.get("phases", []),
-            "applied": [p["name"] for p in own if p["status"] in ("applied", "inherited")],
-            "skipped": [f"{p['name']} ({p['reason']})" for p in own if p["status"] == "skipped"],
-            "pending": [f"{p['name']} ({p['reason']})" for p in own if p["status"] == "pending"],
-            "failed": [f"{p['name']} ({p['reason']})" for p in own if p["status"] == "failed"],
+            "applied": [p["name"] for p in own if Status(p["status"]).in_effect],
+            "skipped": [f"{p['name']} ({p['reason']})" for p in own if Status(p["status"]) is Status.SKIPPED],
+            "pending": [f"{p['name']} ({p['reason']})" for p in own if Status(p["status"]) is Status.PENDING],
+            "failed": [f"{p['name']} ({p['reason']})" for p in own if Status(p["status"]) is Status.FAILED],
             "problems": [f"{p['path']}: {p['message']}" for p in rec.get("problems", [])],
             "log_line": lines.get(str(rec["pid"]), ""),
         })

@@ -33,7 +33,8 @@ from typing import Any
 
 import pytest
 
-from ascend_overlay.patch import Phase
+from ascend_overlay.core.patch import Phase
+from ascend_overlay.core.vocabulary import Status
 
 MARKER = "ascend_overlay"
 FIRED_PHASES = tuple(p.value for p in Phase if p is not Phase.IMPORT)
@@ -70,7 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{MARKER}(phase, enable=(), disable=()): run this test with ascend-overlay's patches of "
                    "these phases applied (and undone after it); enable/disable add to the toggles")
-    from ascend_overlay import activation
+    from ascend_overlay.doors import activation
 
     options = {"phases": _phases(config.getoption("--ascend-overlay-phase"), "--ascend-overlay-phase"),
                "enable": _names(config.getoption("--ascend-overlay-enable")),
@@ -85,9 +86,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _validate(enable: tuple[str, ...], disable: tuple[str, ...], where: str) -> None:
-    from ascend_overlay import toggles
-    from ascend_overlay.catalog import load_catalog
-    from ascend_overlay.settings import Settings
+    from ascend_overlay.core import toggles
+    from ascend_overlay.core.catalog import load_catalog
+    from ascend_overlay.core.settings import Settings
 
     catalog = load_catalog(Settings.from_env().hotfix_dirs)
     errors = toggles.validate(enable, disable, catalog.names())
@@ -118,9 +119,9 @@ def _ascend_overlay_phases(request: pytest.FixtureRequest) -> Iterator[Any]:
     if wanted is None:
         yield None
         return
-    from ascend_overlay import activation
-    from ascend_overlay.phases import fire
-    from ascend_overlay.settings import Settings
+    from ascend_overlay.core.phases import fire
+    from ascend_overlay.core.settings import Settings
+    from ascend_overlay.doors import activation
 
     phases, enable, disable = wanted
     env = Settings.from_env()
@@ -140,7 +141,7 @@ def _ascend_overlay_phases(request: pytest.FixtureRequest) -> Iterator[Any]:
         stash = request.config.stash[_STASH]
         stash["runs"] += 1
         for name, outcome in overlay.report.outcomes.items():
-            if outcome.status == "applied" and not outcome.internal:
+            if outcome.status is Status.APPLIED and not outcome.internal:
                 stash["applied"][name] = stash["applied"].get(name, 0) + 1
         yield overlay
     finally:
@@ -156,7 +157,7 @@ def _require(overlay: Any, enable: tuple[str, ...], disable: tuple[str, ...]) ->
         if outcome is None:
             pytest.fail(f"ascend-overlay: patch {name!r} was enabled but is not of the fired phases; its phase "
                         "must be passed with --ascend-overlay-phase or the marker's phase", pytrace=False)
-        if outcome.status != "applied":
+        if outcome.status is not Status.APPLIED:
             pytest.fail(f"ascend-overlay: patch {name!r} was enabled but is {outcome.status}: {outcome.reason}",
                         pytrace=False)
 

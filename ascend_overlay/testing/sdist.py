@@ -67,7 +67,7 @@ def fetch_sdist(version: str, name: str = "vllm") -> Path:
         raise FetchError(f"could not run pip to find the {name}=={version} sdist: {exc}") from None
     lines = done.stdout.strip().splitlines()
     result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"error": done.stderr[-500:]}
-    if "error" in result:
+    if result.get("error") is not None:
         partial.unlink(missing_ok=True)
         raise FetchError(f"could not download the {name}=={version} sdist: {result['error']} -- check the package "
                          f"index is reachable, or put the file at {target}")

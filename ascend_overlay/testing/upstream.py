@@ -29,7 +29,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from ascend_overlay.errors import OverlayError
+from ascend_overlay.core.errors import OverlayError
+from ascend_overlay.core.vocabulary import Phase
 
 # Hub names vLLM's offline-runnable tests build configs from (``facebook/opt-125m`` is the scheduler
 # tests' model, ``Qwen/Qwen3-0.6B`` is ``ModelConfig``'s default); the tests never run the model, so a
@@ -65,7 +66,7 @@ def parse_junit(path: Path) -> dict[str, Outcome]:
 
 def tiny_models(directory: Path) -> dict[str, str]:
     """Local stand-ins for the hub names in ``TINY_MODELS`` (made once, no download)."""
-    from ascend_overlay.demo.tiny_model import make_tiny_model
+    from ascend_overlay.serving.tiny_model import make_tiny_model
 
     made = {}
     for name, kind in TINY_MODELS.items():
@@ -102,9 +103,9 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 
 def _catalog_of(names: tuple[str, ...]):
-    from ascend_overlay import toggles
-    from ascend_overlay.catalog import load_catalog
-    from ascend_overlay.settings import Settings
+    from ascend_overlay.core import toggles
+    from ascend_overlay.core.catalog import load_catalog
+    from ascend_overlay.core.settings import Settings
 
     catalog = load_catalog(Settings.from_env().hotfix_dirs)
     errors = toggles.validate(names, (), catalog.names())
@@ -135,9 +136,9 @@ def phases_of(names: tuple[str, ...]) -> tuple[str, ...]:
     catalog = _catalog_of(names)
     phases = []
     for name in names:
-        phase = catalog.get(name).phase.value
-        if phase != "import" and phase not in phases:
-            phases.append(phase)
+        phase = catalog.get(name).phase
+        if phase is not Phase.IMPORT and phase.value not in phases:
+            phases.append(phase.value)
     return tuple(phases) or ("engine_core",)
 
 
@@ -170,8 +171,8 @@ def compare(tests: list[str], patches: tuple[str, ...], *, phases: tuple[str, ..
             settings: dict[str, str] | None = None) -> Comparison:
     """Run ``tests`` (paths relative to vLLM's source root) stock, then with ``patches`` (and the
     patches' variables in ``settings`` set for that run only)."""
+    from ascend_overlay.core.vllm_version import installed_vllm_version
     from ascend_overlay.testing.sdist import upstream_tree
-    from ascend_overlay.vllm_version import installed_vllm_version
 
     installed = installed_vllm_version()
     if installed is None and version is None:

@@ -22,7 +22,7 @@ PATCH = Patch(
 def _update_noset_device_env_vars(wrapped, instance, args, kwargs):
     import os
 
-    from ascend_overlay.ray_workers import carry_into
+    from ascend_overlay.doors.ray_workers import carry_into
 
     remote_kwargs = wrapped(*args, **kwargs)
     remote_kwargs["runtime_env"] = carry_into(remote_kwargs.get("runtime_env"), os.environ)
@@ -31,7 +31,7 @@ def _update_noset_device_env_vars(wrapped, instance, args, kwargs):
 
 @PATCH.wrap("vllm.v1.executor.ray_executor:RayDistributedExecutor._init_executor", contract="(self)")
 def _init_executor(wrapped, instance, args, kwargs):
-    from ascend_overlay.ray_workers import check_workers
+    from ascend_overlay.doors.ray_workers import check_workers
 
     result = wrapped(*args, **kwargs)
     check_workers(instance.collective_rpc)

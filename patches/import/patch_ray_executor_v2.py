@@ -22,14 +22,14 @@ PATCH = Patch(
 def _build_runtime_env(wrapped, instance, args, kwargs):
     import os
 
-    from ascend_overlay.ray_workers import carry_into
+    from ascend_overlay.doors.ray_workers import carry_into
 
     return carry_into(wrapped(*args, **kwargs), os.environ)
 
 
 @PATCH.wrap("vllm.v1.executor.ray_executor_v2:RayExecutorV2._init_executor", contract="(self)")
 def _init_executor(wrapped, instance, args, kwargs):
-    from ascend_overlay.ray_workers import check_workers
+    from ascend_overlay.doors.ray_workers import check_workers
 
     result = wrapped(*args, **kwargs)
     check_workers(instance.collective_rpc)

@@ -25,7 +25,7 @@ import importlib.util
 import logging
 import os
 
-from ascend_overlay.errors import OverlayError
+from ascend_overlay.core.errors import OverlayError
 
 log = logging.getLogger("ascend_overlay")
 
@@ -109,7 +109,7 @@ def install() -> None:
         raise SimulatorRefused(reason)
     count = visible_device_count()
 
-    from ascend_overlay import requirements
+    from ascend_overlay.core import requirements
     from ascend_overlay.npu.sim import counters, device, hccl, module, runtime, torch_api
 
     device.install(count, backend_module=runtime)

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from ascend_overlay.settings import SIMULATE_NPU_STATS
+from ascend_overlay.core.settings import SIMULATE_NPU_STATS
 
 STATS_ENV = SIMULATE_NPU_STATS  # declared, with every other variable, in settings.py
 _FLUSH_INTERVAL = 0.2

@@ -1,0 +1,168 @@
+"""Tools for writing and checking hotfixes before they ship: a skeleton with the live target's
+contract pinned, and a verifier that runs every check the overlay would, without activating it."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ascend_overlay.core import applier, contract, trust
+from ascend_overlay.core.catalog import load_catalog, load_patch_file, patch_files
+from ascend_overlay.core.errors import OverlayError
+from ascend_overlay.core.planning import Context, would_apply
+from ascend_overlay.core.settings import Settings
+from ascend_overlay.core.vllm_version import installed_vllm_version
+from ascend_overlay.core.vocabulary import Phase, Status
+
+
+def split_dotted(target: str) -> tuple[str, str]:
+    """``a.b.C.meth`` -> (``a.b``, ``C.meth``) by importing the longest module prefix that exists."""
+    if ":" in target:
+        module, _, attrs = target.partition(":")
+        return module, attrs
+    parts = target.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:cut])
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        return name, ".".join(parts[cut:])
+    raise OverlayError(f"no importable module in {target!r}; give e.g. vllm.v1.sample.sampler.Sampler.forward")
+
+
+SKELETON = '''"""{name}: TODO say in one line what this hotfix fixes."""
+
+from ascend_overlay import Patch
+
+PATCH = Patch(
+    name="{name}",
+    phase="{phase}",
+    vllm=">={version}",
+    # The vLLM release that contains the upstream fix: from it on this hotfix is skipped as obsolete.
+    fixed_in=None,
+    why="TODO: the bug, how it shows, and why this change fixes it",
+    upstream="TODO: link to the upstream issue or pull request",
+    remove_when="TODO: e.g. once every deployment runs a vLLM with the fix (set fixed_in)",
+)
+
+
+# The contract is the target's shape in vLLM {version}, when this was written. If upstream changes it,
+# the overlay skips this hotfix with status `drift` instead of running it against the wrong code.
+@PATCH.{kind}("{target}", contract={fingerprint!r})
+def {func}({params}):
+{body}
+'''
+
+_WRAP_BODY = "    # TODO: the fix. `wrapped` is the original; call it, or do not.\n    return wrapped(*args, **kwargs)"
+
+
+def new_hotfix(name: str, target: str, directory: Path, phase: str = "worker", kind: str = "wrap",
+               force: bool = False) -> Path:
+    """Write ``DIR/PHASE/patch_<module>.py`` and return its path."""
+    Phase(phase)
+    module, attrs = split_dotted(target)
+    resolved = applier.resolve(module, tuple(attrs.split(".")))
+    if isinstance(resolved, applier.Precheck):
+        reason = resolved.refusal.text if resolved.refusal else "cannot be resolved"
+        raise OverlayError(f"cannot pin {target}: {reason}; give the target as it exists in the installed vLLM "
+                           "(module path, then attributes), e.g. vllm.v1.sample.sampler.Sampler.forward")
+    fingerprint = contract.fingerprint(resolved.unbound)
+    version = installed_vllm_version()
+    dotted = f"{module}:{attrs}"
+    stem = module.removeprefix("vllm.").replace(".", "_")
+    path = directory / phase / f"patch_{stem}.py"
+    if path.exists() and not force:
+        raise OverlayError(f"{path} exists; choose another directory or pass --force")
+    if kind == "wrap":
+        func, params, body = attrs.split(".")[-1], "wrapped, instance, args, kwargs", _WRAP_BODY
+    else:
+        func = attrs.split(".")[-1]
+        params = fingerprint[1:-1] if fingerprint.startswith("(") else "*args, **kwargs"
+        body = "    # TODO: the replacement; it is installed as is (no wrapper), so it must do the whole job.\n" \
+               "    raise NotImplementedError"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SKELETON.format(name=name, phase=phase, version=version.base_version if version else "0",
+                                    kind=kind, target=dotted, fingerprint=fingerprint, func=func,
+                                    params=params, body=body))
+    load_patch_file(path, "new", "authoring")  # the skeleton must itself load; raises if it does not
+    return path
+
+
+@dataclass
+class Finding:
+    path: str
+    ok: bool
+    message: str
+
+
+@dataclass
+class Verification:
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.findings)
+
+
+def verify(directory: str) -> Verification:
+    """Every check the overlay makes when it loads and applies a hotfix directory, nothing activated.
+
+    The directory is judged together with everything else this environment would load (built-in
+    patches, ``VLLM_ASCEND_OVERLAY_PATH``, entry points), through the runtime's own planning, so a
+    conflict with another patch shows here exactly as the runtime would see it.
+    """
+    result = Verification()
+    vetted, refusals = trust.vet_directory(directory)
+    result.findings += [Finding(path, False, why) for path, why in refusals]
+    if vetted is None:
+        return result
+    if not list(patch_files(vetted.root)):
+        result.findings.append(Finding(str(vetted.root), False, "no patch_*.py files (layout: DIR/<phase>/patch_*.py)"))
+        return result
+    settings = Settings.from_env()
+    dirs = list(settings.hotfix_dirs)
+    same = [d for d in dirs if os.path.abspath(d) == os.path.abspath(directory)]
+    label = same[0] if same else directory
+    if not same:
+        dirs.append(directory)  # judged as if appended to VLLM_ASCEND_OVERLAY_PATH
+    combined = load_catalog(dirs)
+    source = f"path:{label}"
+    for problem in combined.problems:
+        if problem.source == source:
+            result.findings.append(Finding(problem.path, False, problem.message))
+    ours = [p for p in combined.patches if p.source == source]
+    version = installed_vllm_version()
+    decisions = would_apply(combined.patches,
+                            Context(Settings(enabled=True, enable=settings.enable, disable=settings.disable,
+                                             version_override=settings.version_override),
+                                    version, combined.blocked))
+    for patch in ours:
+        path = patch.file or "?"
+        todo = [f for f in ("why", "remove_when", "upstream") if "TODO" in (getattr(patch, f) or "")]
+        if todo:
+            result.findings.append(Finding(path, False, f"{patch.name}: TODO left in {', '.join(todo)}"))
+            continue
+        unpinned = [e.target for e in patch.edits if e.contract is None]
+        if unpinned:
+            result.findings.append(Finding(path, False, f"{patch.name}: no contract pinned for {', '.join(unpinned)}; "
+                                                        "`ascend-overlay hotfix new` writes the pin for you"))
+            continue
+        decision = decisions[patch.name]
+        if decision.is_problem:
+            result.findings.append(Finding(path, False, f"{patch.name}: {decision.sentence()}"))
+            continue
+        state = Status.WOULD_APPLY.value if decision.applies else f"would be skipped here: {decision.text}"
+        result.findings.append(Finding(path, True, f"{patch.name}: ok ({patch.phase.value} phase; {state})"))
+    return result
+
+
+def write_manifest(directory: Path) -> Path:
+    """(Re)write ``SHA256SUMS`` for every patch file, in the format ``sha256sum -c`` reads."""
+    lines = [f"{trust.sha256_of(p)}  {p.relative_to(directory)}" for p in patch_files(directory)]
+    target = directory / trust.MANIFEST_NAME
+    target.write_text("\n".join(lines) + "\n")
+    target.chmod(0o644)
+    return target

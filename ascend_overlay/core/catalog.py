@@ -1,0 +1,283 @@
+"""Load: the one registry of patches. Finds every patch the overlay knows, in one loop over its
+sources, and settles conflicts; every other module asks the catalog.
+
+Sources, in precedence order: the built-in ``patches/`` directory (whose ``hooks/`` folder holds the
+overlay's own hook points, the patches that fire the phases), then each directory of
+``VLLM_ASCEND_OVERLAY_PATH``, then installed packages declaring the ``ascend_overlay.patches`` entry
+point. Outside sources pass the trust rules of ``trust.py`` first. A file that cannot be loaded is
+refused alone, with the reason; the rest still load. Loading a file can never stop the process: a
+patch file is executed at interpreter start in every Python process, so whatever it raises, even
+``SystemExit``, refuses that file and nothing else.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import types
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ascend_overlay.core import trust
+from ascend_overlay.core.errors import PatchDeclarationError
+from ascend_overlay.core.patch import Patch
+from ascend_overlay.core.settings import Variable
+from ascend_overlay.core.vocabulary import Decision, EditKind, Phase, Reason
+
+ENTRY_POINT_GROUP = "ascend_overlay.patches"
+_MODULE_ROOT = "_ascend_overlay_patches"
+# Packages a patch file must not import when it loads: patch files load at interpreter start in every
+# Python process with the overlay on, and these cost seconds and hundreds of MB each.
+HEAVY_PACKAGES = ("vllm", "torch", "torch_npu", "transformers")
+# The built-in source's folder of hook points: internal patches, which no other source may declare.
+HOOKS_FOLDER = "hooks"
+BUILTIN = "builtin"  # the label of the overlay's own release among the sources
+
+
+def builtin_patch_dir() -> Path:
+    """``patches/`` beside the package in a checkout; ``ascend_overlay/_builtin_patches`` in a wheel."""
+    here = Path(__file__).resolve().parent.parent
+    wheel = here / "_builtin_patches"
+    return wheel if wheel.is_dir() else here.parent / "patches"
+
+
+@dataclass(frozen=True)
+class LoadProblem:
+    """A patch file or source that was refused, and why: reported, never raised (unless strict)."""
+
+    source: str
+    path: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where patch files come from. ``trusted`` sources (the overlay's own release) skip trust checks."""
+
+    label: str          # "builtin", "path:<dir as given>", "package:<distribution>"
+    directory: str
+    trusted: bool
+    module_prefix: str  # private namespace of its patch modules, so two sources never collide
+
+
+@dataclass
+class Catalog:
+    """Every patch loaded, hook points first (in the order they are armed), and what was refused."""
+
+    patches: list[Patch] = field(default_factory=list)
+    problems: list[LoadProblem] = field(default_factory=list)
+    blocked: dict[str, Decision] = field(default_factory=dict)
+
+    def get(self, name: str) -> Patch | None:
+        return next((p for p in self.patches if p.name == name), None)
+
+    @property
+    def hooks(self) -> list[Patch]:
+        """The overlay's own hook points."""
+        return [p for p in self.patches if p.internal]
+
+    @property
+    def own(self) -> list[Patch]:
+        """The patches the hook points fire: what an operator switches on and off."""
+        return [p for p in self.patches if not p.internal]
+
+    def names(self) -> list[str]:
+        """Names ``VLLM_ASCEND_OVERLAY_ENABLE``/``_DISABLE`` accept (hook points are not switchable)."""
+        return [p.name for p in self.own]
+
+    def for_phase(self, phase: Phase) -> list[Patch]:
+        return [p for p in self.patches if p.phase is phase]
+
+    def variables(self) -> list[Variable]:
+        return [v for p in self.patches for v in p.variables]
+
+
+def patch_files(directory: Path, *, hooks: bool = False) -> Iterator[Path]:
+    """Patch files of a patches directory: (with ``hooks``) its ``hooks/`` folder, then its phase
+    folders, then its top level."""
+    if hooks and (directory / HOOKS_FOLDER).is_dir():
+        yield from sorted((directory / HOOKS_FOLDER).glob("hook_*.py"))
+    for phase in Phase:
+        sub = directory / phase.value
+        if sub.is_dir():
+            yield from sorted(sub.glob("patch_*.py"))
+    yield from sorted(directory.glob("patch_*.py"))
+
+
+def _heavy_imports(tree: ast.Module) -> list[tuple[str, int]]:
+    """Imports of heavy packages that run when the file loads (not those inside functions)."""
+    found: list[tuple[str, int]] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        for name in names:
+            if name.split(".")[0] in HEAVY_PACKAGES:
+                found.append((name, getattr(node, "lineno", 0)))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def load_patch_file(path: Path, source: str, module_prefix: str) -> Patch:
+    """Execute one patch file as a private module and return its ``PATCH``."""
+    name = f"{_MODULE_ROOT}.{module_prefix}.{path.stem}"
+    try:
+        code_text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PatchDeclarationError(f"cannot read: {exc}") from None
+    try:
+        tree = ast.parse(code_text, str(path))
+    except SyntaxError as exc:
+        raise PatchDeclarationError(f"syntax error at line {exc.lineno}: {exc.msg}") from None
+    heavy = _heavy_imports(tree)
+    if heavy:
+        module, line = heavy[0]
+        raise PatchDeclarationError(
+            f"imports {module} at module level (line {line}): patch files load at start-up in every Python "
+            f"process with the overlay on, so this would import {module.split('.')[0]} into all of them; "
+            f"move the import inside the function that needs it")
+    patch_module = types.ModuleType(name)
+    patch_module.__file__ = str(path)
+    preloaded = {pkg for pkg in HEAVY_PACKAGES if pkg in sys.modules}
+    sys.modules[name] = patch_module  # registered first so pickled references to its functions resolve
+    try:
+        try:
+            exec(compile(tree, str(path), "exec"), patch_module.__dict__)
+        except PatchDeclarationError:
+            raise
+        except BaseException as exc:  # noqa: B036 - SystemExit or KeyboardInterrupt must not end the host
+            raise PatchDeclarationError(f"raised while loading: {type(exc).__name__}: {exc}") from None
+        pulled = sorted(pkg for pkg in HEAVY_PACKAGES if pkg in sys.modules and pkg not in preloaded)
+        if pulled:
+            raise PatchDeclarationError(
+                f"loading it imported {', '.join(pulled)} (through another module it imports at module level); "
+                "patch files must stay light: import inside the function that needs it")
+        patch = patch_module.__dict__.get("PATCH")
+        if not isinstance(patch, Patch):
+            raise PatchDeclarationError("defines no PATCH = Patch(...) declaration")
+        if not patch.edits:
+            raise PatchDeclarationError(f"patch {patch.name!r} declares no edit (use @PATCH.replace or @PATCH.wrap)")
+        folder = path.parent.name
+        if folder in {p.value for p in Phase} and Phase(folder) is not patch.phase:
+            raise PatchDeclarationError(
+                f"patch {patch.name!r} declares phase {patch.phase.value!r} but lives in the {folder}/ folder")
+        if patch.internal != (folder == HOOKS_FOLDER and source == BUILTIN):
+            raise PatchDeclarationError(
+                f"patch {patch.name!r}: only the overlay's own hook points (patches/{HOOKS_FOLDER}/) are internal")
+    except PatchDeclarationError:
+        sys.modules.pop(name, None)
+        raise
+    patch.source = source
+    patch.file = str(path)
+    return patch
+
+
+def _entry_point_sources(problems: list[LoadProblem]) -> list[Source]:
+    """Installed packages declaring ``ascend_overlay.patches``: read as directories, never imported
+    (a package's ``__init__`` could do anything)."""
+    import importlib.metadata
+    import importlib.util
+
+    found = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        label = f"package:{ep.dist.name if ep.dist else ep.name}"
+        try:
+            spec = importlib.util.find_spec(ep.module)
+        except (ImportError, ValueError) as exc:
+            problems.append(LoadProblem(label, ep.value, f"cannot locate package: {exc}"))
+            continue
+        if spec is None or not spec.submodule_search_locations:
+            problems.append(LoadProblem(label, ep.value, "entry point must name a package directory of patch files"))
+            continue
+        found.append(Source(label, list(spec.submodule_search_locations)[0], False, f"ep_{ep.name}"))
+    return found
+
+
+def sources(hotfix_dirs: Iterable[str] = (), *, builtin: bool = True, entry_points: bool = True,
+            problems: list[LoadProblem] | None = None) -> list[Source]:
+    found = [Source(BUILTIN, str(builtin_patch_dir()), True, BUILTIN)] if builtin else []
+    found += [Source(f"path:{raw}", raw, False, f"path{index}") for index, raw in enumerate(hotfix_dirs)]
+    if entry_points:
+        found += _entry_point_sources(problems if problems is not None else [])
+    return found
+
+
+def load_catalog(hotfix_dirs: Iterable[str] = (), *, entry_points: bool = True, builtin: bool = True,
+                 hooks: bool = True, check_trust: bool = True, only: Iterable[Source] | None = None) -> Catalog:
+    """Every patch of every source (or of ``only`` these), refused files listed, conflicts settled.
+    ``hooks=False`` leaves the hook points out (a test that fires phases by hand)."""
+    catalog = Catalog()
+    chosen = list(only) if only is not None else sources(hotfix_dirs, builtin=builtin, entry_points=entry_points,
+                                                         problems=catalog.problems)
+    for source in chosen:
+        if source.trusted:
+            vetted: trust.VettedDirectory | None = trust.VettedDirectory(Path(source.directory), None)
+        else:
+            vetted, refusals = trust.vet_directory(source.directory, check_trust=check_trust)
+            catalog.problems += [LoadProblem(source.label, path, why) for path, why in refusals]
+        if vetted is None:
+            continue
+        for path in patch_files(vetted.root, hooks=hooks and source.label == BUILTIN):
+            why = None if source.trusted else trust.vet_file(path, vetted, check_trust=check_trust)
+            if why is None:
+                try:
+                    catalog.patches.append(
+                        load_patch_file(path, source.label, f"{source.module_prefix}.{path.parent.name}"))
+                    continue
+                except PatchDeclarationError as exc:
+                    why = str(exc)
+            catalog.problems.append(LoadProblem(source.label, str(path), why))
+    if hooks and any(s.label == BUILTIN for s in chosen) and not catalog.hooks:
+        catalog.problems.append(LoadProblem(BUILTIN, str(builtin_patch_dir() / HOOKS_FOLDER),
+                                            "the overlay's hook points are missing (a broken install): no phase "
+                                            "can fire; reinstall ascend-overlay"))
+    _settle_conflicts(catalog)
+    return catalog
+
+
+def _settle_conflicts(catalog: Catalog) -> None:
+    """Two patches on one attribute: a declared ``supersedes`` decides; otherwise the later is blocked."""
+    seen_names: dict[str, Patch] = {}
+    kept: list[Patch] = []
+    for patch in catalog.patches:
+        if patch.name in seen_names:
+            catalog.problems.append(LoadProblem(
+                patch.source, patch.file or "?",
+                f"patch name {patch.name!r} already declared by {seen_names[patch.name].file}; rename one"))
+            continue
+        seen_names[patch.name] = patch
+        kept.append(patch)
+    catalog.patches = kept
+    for patch in kept:
+        for old in patch.supersedes:
+            if catalog.get(old) is not None:
+                catalog.blocked[old] = Decision(False, Reason.SUPERSEDED, f"superseded by {patch.name}")
+    # Wrappers compose (each sees the call and passes it on, in load order), so any number of wrap
+    # edits may share a target; a replacement owns its target alone.
+    owners: dict[str, list[tuple[Patch, EditKind]]] = {}
+    for patch in kept:
+        if patch.name in catalog.blocked:
+            continue
+        for edit in patch.edits:
+            held = [(p, kind) for p, kind in owners.get(edit.target, []) if p.name not in catalog.blocked]
+            clash = next((p for p, kind in held if kind is EditKind.REPLACE or edit.kind is EditKind.REPLACE), None)
+            if clash is not None:
+                catalog.blocked[patch.name] = Decision(
+                    False, Reason.CONFLICT,
+                    f"conflict: {clash.name} ({clash.source}) also patches {edit.target}, and a replacement "
+                    f"cannot share its target",
+                    f"declare supersedes=('{clash.name}',) if this patch should win, make both edits wraps if "
+                    f"they compose, or disable one with VLLM_ASCEND_OVERLAY_DISABLE")
+                break
+        else:
+            for edit in patch.edits:
+                owners.setdefault(edit.target, []).append((patch, edit.kind))

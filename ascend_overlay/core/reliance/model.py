@@ -1,0 +1,69 @@
+"""The three facts of reliance: a use (what the overlay's code relies on), a hit (what a vLLM has
+under that name) and a verdict (does the use still hold). Lookups produce hits; ``judge`` alone
+turns a use and a hit into a verdict, for the live vLLM and for a source tree alike."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ascend_overlay.core.patch import Targeted
+
+BREAKING = ("missing", "drift", "moved")
+
+
+@dataclass(frozen=True)
+class Use(Targeted):
+    """One vLLM name the overlay's code relies on without editing it, and how it uses it."""
+
+    target: str                      # "vllm.module:Attr.path", like a patch target
+    how: str                         # import | attribute | call | override | declared
+    where: str                       # "file:line" of the use
+    text: str                        # the source text, e.g. "self.variance_size_override"
+    owner: str = ""                  # the edit target or overlay class the use sits in ("" for a file-wide import)
+    receiver: str = ""               # "instance" (read through self), "class" (through the class) or "" (as found)
+    positional: int | None = None    # call: positional arguments passed (None: unknown, e.g. *args)
+    keywords: tuple[str, ...] = ()   # call: keyword arguments passed
+    shape: str | None = None         # override: the overriding method's shape ("" for an attribute); declared: the pin
+    compatible: tuple[str, ...] = ()  # declared: other shapes the patch accepts
+
+
+    @property
+    def name(self) -> str:
+        """The relied-on name as a person says it: ``RMSNorm.variance_size_override``."""
+        return ".".join(self.path)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["keywords"], data["compatible"] = list(self.keywords), list(self.compatible)
+        return data
+
+
+@dataclass
+class Hit:
+    """What a lookup found for a use's target, as far as it could follow the path."""
+
+    status: str                 # found | missing | unverifiable
+    kind: str = ""              # module | class | function | attribute | instance-attribute | external
+    fingerprint: str | None = None  # contract text of what was found (same rules live and static)
+    method: str = ""            # for a function found on a class: plain | static | class
+    depth: int = 0              # path elements resolved; less than the path when typing stops (an attribute's attribute)
+    detail: str = ""
+
+
+@dataclass
+class Verdict:
+    use: Use
+    status: str                 # ok | missing | drift | unverifiable
+    found: str | None = None
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def breaks(self) -> bool:
+        return self.status in BREAKING
+
+    @property
+    def message(self) -> str:
+        """One line naming the relied-on name, where the code uses it, and what is wrong."""
+        return f"relies on {self.use.target} ({self.use.text} at {self.use.where}): {self.detail}"

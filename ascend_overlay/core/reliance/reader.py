@@ -1,0 +1,373 @@
+"""The source reader behind ``derive``: one file's vLLM imports, and what typed names it reads.
+
+A ``SourceFile`` knows which local names stand for vLLM (imports) and reads a function with some of
+its names typed (``self`` as an instance of the patched class, a parameter annotated with a vLLM
+class), recording each ``Use`` with the line that makes it.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ascend_overlay.core.reliance.model import Use
+from ascend_overlay.core.reliance.shapes import function_shape
+
+PACKAGE = "vllm"
+_MAX_DEPTH = 3
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_REPO = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What a local name stands for: an imported vLLM name, or an instance/class/callable of one."""
+
+    module: str
+    path: tuple[str, ...]
+    kind: str                         # vllm | instance | class | callable
+    receiver: str = ""                # for callable: how the original binds ("" unbound, "instance")
+    own: frozenset[str] = frozenset()  # names the overlay's own subclass defines (not relied on)
+
+    def target(self, extra: tuple[str, ...] = ()) -> str | None:
+        path = self.path + extra
+        return f"{self.module}:{'.'.join(path)}" if path else None
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(_REPO)) if resolved.is_relative_to(_REPO) else str(path)
+
+
+def _chain(node: ast.expr) -> tuple[ast.expr, tuple[str, ...]]:
+    attrs: list[str] = []
+    while isinstance(node, ast.Attribute):
+        attrs.append(node.attr)
+        node = node.value
+    return node, tuple(reversed(attrs))
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _typing_only_nodes(nodes: list[ast.AST]) -> set[int]:
+    """ids of nodes under ``if TYPE_CHECKING:``: names imported there are not used at run time."""
+    out: set[int] = set()
+    for node in nodes:
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for stmt in node.body:
+                out.update(id(sub) for sub in ast.walk(stmt))
+    return out
+
+
+class SourceFile:
+    """One source file being read: its vLLM imports, its functions, and the uses found so far."""
+
+    def __init__(self, tree: ast.Module, display: str) -> None:
+        self.tree = tree
+        self.display = display
+        # one walk of the file, read by every pass below (a walk costs more than the passes)
+        self.nodes = list(ast.walk(tree))
+        self.typing_only = _typing_only_nodes(self.nodes)
+        self.bindings: dict[str, Binding] = {}
+        self.runtime_imports: list[tuple[Binding, ast.stmt, str]] = []
+        self._read_imports()
+        self.functions: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
+        for node in self.nodes:
+            if isinstance(node, FUNCTIONS):
+                self.functions.setdefault(node.name, []).append(node)
+        self.uses: dict[tuple, Use] = {}
+        self._read: set[tuple] = set()
+
+    # -- imports --------------------------------------------------------------------------------
+
+    def _read_imports(self) -> None:
+        for node in self.nodes:
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                    and (node.module == PACKAGE or node.module.startswith(PACKAGE + ".")):
+                for alias in node.names:
+                    if alias.name == "*":
+                        continue
+                    binding = Binding(node.module, (alias.name,), "vllm")
+                    self._bind(alias.asname or alias.name, binding, node, f"from {node.module} import {alias.name}")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    parts = alias.name.split(".")
+                    if parts[0] != PACKAGE:
+                        continue
+                    if alias.asname:
+                        binding = Binding(".".join(parts[:-1]) or PACKAGE, tuple(parts[-1:]) if len(parts) > 1 else (),
+                                          "vllm")
+                        self._bind(alias.asname, binding, node, f"import {alias.name} as {alias.asname}")
+                    else:
+                        self._bind(PACKAGE, Binding(PACKAGE, (), "vllm"), node, f"import {alias.name}")
+                        if len(parts) > 1 and id(node) not in self.typing_only:
+                            self.runtime_imports.append((Binding(PACKAGE, tuple(parts[1:]), "vllm"), node,
+                                                         f"import {alias.name}"))
+
+    def _bind(self, name: str, binding: Binding, node: ast.stmt, text: str) -> None:
+        self.bindings.setdefault(name, binding)
+        if id(node) not in self.typing_only and binding.path:
+            self.runtime_imports.append((binding, node, text))
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def add(self, use: Use) -> None:
+        last = (use.target or "").rpartition(":")[2].rpartition(".")[2]
+        if use.how == "attribute" and last.startswith("__") and last.endswith("__"):
+            return  # reading Python's machinery (``Enum.__members__``, ``__name__``) is not vLLM's API
+        key = (use.target, use.how, use.receiver, use.positional, use.keywords, use.shape)
+        self.uses.setdefault(key, use)
+
+    def where(self, node: ast.AST) -> str:
+        return f"{self.display}:{getattr(node, 'lineno', 0)}"
+
+    @staticmethod
+    def text(node: ast.AST) -> str:
+        text = ast.unparse(node)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    def import_uses(self) -> None:
+        for binding, node, text in self.runtime_imports:
+            target = binding.target()
+            if target is not None:
+                self.add(Use(target, "import", self.where(node), text))
+
+    # -- chains rooted at imported names (anywhere in the file) ---------------------------------
+
+    def imported_chains(self) -> None:
+        calls = {id(n.func): n for n in self.nodes if isinstance(n, ast.Call)}
+        inner: set[int] = set()
+        for node in self.nodes:
+            if id(node) in inner or id(node) in self.typing_only or not isinstance(node, (ast.Attribute, ast.Name)):
+                continue
+            root, attrs = _chain(node)
+            inner.update(_chain_ids(node))
+            if not isinstance(root, ast.Name) or root.id not in self.bindings or isinstance(node.ctx, ast.Store):
+                continue
+            if isinstance(node, ast.Name) and id(node) not in calls:
+                continue  # a bare imported name is covered by its import
+            binding = self.bindings[root.id]
+            target = binding.target(attrs)
+            if target is None:
+                continue
+            call = calls.get(id(node))
+            self.add(_use(target, call, node, self, owner=""))
+
+    # -- reading a function with typed names ----------------------------------------------------
+
+    def read(self, func: ast.AST, scope: dict[str, Binding], owner: str, depth: int = 0) -> None:
+        key = (id(func), tuple(sorted(scope.items())))
+        if key in self._read or depth > _MAX_DEPTH or not scope:
+            return
+        self._read.add(key)
+        body = func.body if isinstance(func, (*FUNCTIONS, ast.ClassDef, ast.Module)) else [func]
+        calls = {}
+        nodes = [n for stmt in body for n in _walk_local(stmt)]
+        for node in nodes:
+            if isinstance(node, ast.Call):
+                calls[id(node.func)] = node
+        inner: set[int] = set()
+        for node in nodes:
+            if isinstance(node, ast.Call):
+                self._follow_call(node, scope, owner, depth)
+            if id(node) in inner or not isinstance(node, ast.Attribute):
+                continue
+            root, attrs = _chain(node)
+            inner.update(_chain_ids(node))
+            binding = _typed(root, scope)
+            if binding is None or not attrs:
+                continue
+            if isinstance(node.ctx, ast.Store):
+                continue  # assigning an attribute relies on nothing
+            if binding.kind in ("instance", "class"):
+                if attrs[0] in binding.own:
+                    continue
+                call = calls.get(id(node)) if len(attrs) == 1 else None
+                first = node if len(attrs) == 1 else _prefix(node, len(attrs) - 1)
+                self.add(_use(binding.target(attrs[:1]), call, first, self, owner, receiver=binding.kind))
+        for node in nodes:  # calls of the original itself: original(self, ...)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                binding = scope.get(node.func.id)
+                if binding is not None and binding.kind == "callable":
+                    self.add(_use(binding.target(), node, node.func, self, owner, receiver=binding.receiver))
+
+    def _follow_call(self, call: ast.Call, scope: dict[str, Binding], owner: str, depth: int) -> None:
+        """``helper(self, ...)``: read the helper of this file with that parameter typed."""
+        if not isinstance(call.func, ast.Name) or call.func.id not in self.functions:
+            return
+        typed = {i: _typed(arg, scope) for i, arg in enumerate(call.args)}
+        typed = {i: b for i, b in typed.items() if b is not None and b.kind in ("instance", "class")}
+        if not typed:
+            return
+        for func in self.functions[call.func.id]:
+            params = func.args.posonlyargs + func.args.args
+            inner = {params[i].arg: b for i, b in typed.items() if i < len(params)}
+            self.read(func, inner, owner, depth + 1)
+
+    # -- contexts -------------------------------------------------------------------------------
+
+    def annotated(self) -> None:
+        """Functions whose parameters are annotated with a vLLM class: read with those typed."""
+        for funcs in self.functions.values():
+            for func in funcs:
+                scope = {}
+                for arg in func.args.posonlyargs + func.args.args + func.args.kwonlyargs:
+                    binding = self._annotation(arg.annotation)
+                    if binding is not None:
+                        scope[arg.arg] = binding
+                if scope:
+                    self.read(func, scope, func.name)
+
+    def _annotation(self, node: ast.expr | None) -> Binding | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            try:
+                node = ast.parse(node.value, mode="eval").body
+            except SyntaxError:
+                return None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):  # X | None
+            return self._annotation(node.left) or self._annotation(node.right)
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            root, attrs = _chain(node)
+            if isinstance(root, ast.Name) and root.id in self.bindings:
+                b = self.bindings[root.id]
+                path = b.path + attrs
+                if path and path[-1][:1].isupper():  # a class by vLLM's naming; modules and functions are lower case
+                    return Binding(b.module, path, "instance")
+        return None
+
+    def base_binding(self, node: ast.expr, scope: dict[str, Binding]) -> Binding | None:
+        """A base class expression that names a vLLM class (imported, or the patch's original)."""
+        binding = _typed(node, scope)
+        if binding is not None and binding.kind == "callable":
+            return Binding(binding.module, binding.path, "instance")
+        root, attrs = _chain(node)
+        if isinstance(root, ast.Name) and root.id in self.bindings:
+            b = self.bindings[root.id]
+            return Binding(b.module, b.path + attrs, "instance") if b.path + attrs else None
+        return None
+
+    def subclass(self, node: ast.ClassDef, base: Binding, owner: str) -> None:
+        """A subclass of a vLLM class: its overrides, and what its methods read on ``self``."""
+        own = {n.name for n in node.body if isinstance(n, (*FUNCTIONS, ast.ClassDef))}
+        for stmt in node.body:
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else \
+                [stmt.target] if isinstance(stmt, (ast.AnnAssign, ast.AugAssign)) else []
+            own.update(t.id for t in targets if isinstance(t, ast.Name))
+        for func in (n for n in node.body if isinstance(n, FUNCTIONS)):
+            me = (func.args.posonlyargs + func.args.args)[:1]
+            for sub in ast.walk(func):
+                if isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store) and me \
+                        and isinstance(sub.value, ast.Name) and sub.value.id == me[0].arg:
+                    own.add(sub.attr)
+        owner = owner or node.name
+        instance = Binding(base.module, base.path, "instance", own=frozenset(own))
+        klass = Binding(base.module, base.path, "class", own=frozenset(own))
+        for stmt in node.body:
+            if isinstance(stmt, FUNCTIONS):
+                if stmt.name == "__init__" or not stmt.name.startswith("_"):
+                    self.add(Use(instance.target((stmt.name,)), "override", self.where(stmt),
+                                 f"{node.name}.{stmt.name}{function_shape(stmt)}", owner, shape=function_shape(stmt)))
+                params = stmt.args.posonlyargs + stmt.args.args
+                if params and params[0].arg in ("self", "cls") and not _is_static(stmt):
+                    binding = klass if params[0].arg == "cls" or _is_classmethod(stmt) else instance
+                    self.read(stmt, {params[0].arg: binding}, owner)
+            elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                for t in targets:
+                    if isinstance(t, ast.Name) and not t.id.startswith("_"):
+                        self.add(Use(instance.target((t.id,)), "override", self.where(stmt),
+                                     f"{node.name}.{t.id}", owner, shape=""))
+
+    def classes(self) -> None:
+        """Every class of the file that subclasses a vLLM class (the overlay's own modules)."""
+        for node in self.nodes:
+            if isinstance(node, ast.ClassDef):
+                for base in node.bases:
+                    binding = self.base_binding(base, {})
+                    if binding is not None:
+                        self.subclass(node, binding, node.name)
+                        break
+
+    def decorated(self, target: str) -> ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | None:
+        """The function or class a ``@PATCH.replace/wrap(target)`` decorator sits on."""
+        for node in self.tree.body:
+            if not isinstance(node, (*FUNCTIONS, ast.ClassDef)):
+                continue
+            for dec in node.decorator_list:
+                if isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute) \
+                        and dec.func.attr in ("replace", "wrap") and dec.args \
+                        and isinstance(dec.args[0], ast.Constant) and dec.args[0].value == target:
+                    return node
+        return None
+
+
+def _walk_local(stmt: ast.AST) -> Iterator[ast.AST]:
+    """Nodes of a statement, not descending into nested functions or classes (read on their own)."""
+    yield stmt
+    for child in ast.iter_child_nodes(stmt):
+        if isinstance(child, (*FUNCTIONS, ast.ClassDef)):
+            for dec in child.decorator_list:
+                yield from _walk_local(dec)
+            continue
+        yield from _walk_local(child)
+
+
+def _chain_ids(node: ast.expr) -> set[int]:
+    """The attribute nodes inside a chain (``a.b.c`` holds ``a.b``): read as part of it, not again."""
+    out = set()
+    node = getattr(node, "value", None)
+    while isinstance(node, ast.Attribute):
+        out.add(id(node))
+        node = node.value
+    return out
+
+
+def _prefix(node: ast.Attribute, drop: int) -> ast.expr:
+    for _ in range(drop):
+        node = node.value  # type: ignore[assignment]
+    return node
+
+
+def _typed(node: ast.expr, scope: dict[str, Binding]) -> Binding | None:
+    if isinstance(node, ast.Name):
+        return scope.get(node.id)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type" \
+            and len(node.args) == 1 and isinstance(node.args[0], ast.Name):
+        binding = scope.get(node.args[0].id)
+        if binding is not None and binding.kind == "instance":
+            return Binding(binding.module, binding.path, "class", own=binding.own)
+    return None
+
+
+def _is_static(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in func.decorator_list)
+
+
+def _is_classmethod(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any(isinstance(d, ast.Name) and d.id == "classmethod" for d in func.decorator_list)
+
+
+def _use(target: str | None, call: ast.Call | None, node: ast.AST, file: SourceFile, owner: str,
+         receiver: str = "") -> Use:
+    if call is None:
+        return Use(target, "attribute", file.where(node), file.text(node), owner, receiver)
+    starred = any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords)
+    return Use(target, "call", file.where(call), file.text(call), owner, receiver,
+               None if starred else len(call.args), () if starred else tuple(k.arg for k in call.keywords))
+
+
+def returned_names(func: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    return [n.value.id for stmt in func.body for n in _walk_local(stmt)
+            if isinstance(n, ast.Return) and isinstance(n.value, ast.Name)]
+
+
+def nested_definitions(func: ast.AST, name: str) -> list[ast.AST]:
+    return [n for n in ast.walk(func) if isinstance(n, (*FUNCTIONS, ast.ClassDef)) and n.name == name and n is not func]
+
+
