@@ -1,10 +1,12 @@
-"""Issue 3 performance goal: the per-call cost of a *replace* patch equals calling the original
-(ratio <= 1.02: the replacement is installed as is, no wrapper); a *wrap* patch's cost is reported.
+"""Per-call cost of a patched function, against calling the original, measured in the same run.
 
-Each variant calls a function of identical body through a module attribute, the way vLLM code calls
-a patched function. A wrap patch on a method is reported too, called through an instance: a wrap
-edit's wrapper binds in Python (``ascend_overlay/core/wrapper.py``, so that it pickles by reference),
-which costs more per call than wrapt's own binding. Run: ``.venv/bin/python bench/bench_patch_call.py``.
+Goals: a *replace* patch costs what the original costs (ratio <= 1.02: the replacement is installed
+as is, no wrapper); a *wrap* patch costs at most 3x the original (ratio <= 3.0), through a module
+attribute and for a method called through an instance, since vLLM calls some wrapped methods once per
+scheduler step. A wrap edit installs a plain function bound at apply time (``core/wrapper.py``); the
+wrapper's own call and its call of the original are the two frames it adds. Each variant's body is
+identical; each call goes through a module attribute or an instance, the way vLLM calls a patched name.
+Run: ``.venv/bin/python bench/bench_patch_call.py``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import sys
 import timeit
 import types
 
-from _common import interleaved, report
+from _common import Goals, interleaved
 
 from ascend_overlay.core import applier
 from ascend_overlay.core.patch import Patch
 
 BODY = ("def target(x, y=2):\n    return x * y + 1\n"
         "class Holder:\n    def method(self, x, y=2):\n        return x * y + 1\n")
+REPLACE_GOAL, WRAP_GOAL = 1.02, 3.0
 
 
 def _module(name: str) -> types.ModuleType:
@@ -52,6 +55,7 @@ def main() -> int:
 
     applier.apply(wp)
     assert replaced.target is replacement
+    assert wrapped.target(3) == stock.target(3) and wrapped.Holder().method(3) == stock.Holder().method(3)
     stock_holder, wrapped_holder = stock.Holder(), wrapped.Holder()
     number = 200_000
 
@@ -64,15 +68,17 @@ def main() -> int:
     results = interleaved({"original": lambda: timer(stock), "replace patch": lambda: timer(replaced),
                            "wrap patch": lambda: timer(wrapped), "method": lambda: method_timer(stock_holder),
                            "wrapped method": lambda: method_timer(wrapped_holder)}, rounds=10)
-    ratios = report("per-call cost through a module attribute  [goal: replace ratio <= 1.02; wrap reported]",
-                    {"original": results["original"], "replace patch": results["replace patch"]},
-                    "original", 1.02, unit="ns")
-    report("wrap patch (wrapt FunctionWrapper), for reference", {"original": results["original"],
-                                                                  "wrap patch": results["wrap patch"]},
-           "original", None, unit="ns")
-    report("wrap patch on a method, called through an instance, for reference",
-           {"method": results["method"], "wrapped method": results["wrapped method"]}, "method", None, unit="ns")
-    return 0 if ratios["replace patch"] <= 1.02 else 1
+    goals = Goals()
+    goals.check(f"replace patch, through a module attribute  [goal: ratio <= {REPLACE_GOAL}]",
+                {"original": results["original"], "replace patch": results["replace patch"]},
+                "original", REPLACE_GOAL, unit="ns")
+    goals.check(f"wrap patch, through a module attribute  [goal: ratio <= {WRAP_GOAL}]",
+                {"original": results["original"], "wrap patch": results["wrap patch"]}, "original", WRAP_GOAL,
+                unit="ns")
+    goals.check(f"wrap patch on a method, called through an instance  [goal: ratio <= {WRAP_GOAL}]",
+                {"method": results["method"], "wrapped method": results["wrapped method"]}, "method", WRAP_GOAL,
+                unit="ns")
+    return goals.exit_code()
 
 
 if __name__ == "__main__":

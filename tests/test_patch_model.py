@@ -386,3 +386,26 @@ def test_a_wrapped_target_pickles_as_a_reference_that_the_receiver_looks_up(pkg:
     compute, size, bound_size = (pickle.loads(b) for b in shipped["pickle"])
     assert compute is mod.ORIGINALS["compute"] and size(fancy) == bound_size() == 1
     assert cloudpickle.loads(shipped["cloudpickle"][1])(fancy) == 1
+
+
+def test_a_functools_wraps_copy_of_a_wrapped_method_ships_without_the_overlay(pkg: str, tmp_path: Path) -> None:
+    """Ray's tracing helper wraps every actor method with functools.wraps, which copies the method's
+    __dict__ into the copy, and cloudpickle ships the copy by value with its __dict__: nothing of the
+    overlay (its patch modules are private, so unpicklable elsewhere) may ride along."""
+    import functools
+
+    cloudpickle = pytest.importorskip("cloudpickle")
+    _standard_patches(tmp_path / "hotfix", pkg)
+    mod = __import__(pkg)
+    activation.activate(settings=_settings(tmp_path / "hotfix"))
+    ours = mod.__dict__["compute"]
+    assert is_overlay_wrapper(ours)
+
+    @functools.wraps(ours)
+    def traced(*args, **kwargs):
+        return ours(*args, **kwargs)
+
+    traced.__module__ = "__main__"  # as a class Ray builds on the fly: shipped by value
+    blob = cloudpickle.dumps(traced)
+    assert b"_ascend_overlay_patches" not in blob and b"ascend_overlay" not in blob
+    assert cloudpickle.loads(blob)(1) == 20

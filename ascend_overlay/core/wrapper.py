@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import pkgutil
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -37,8 +38,10 @@ import wrapt
 
 Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
 
-# Set on every function this module generates: (the target it wraps, the patch's wrapper).
-MARK = "__ascend_overlay_wrap__"
+# Every function this module generated, known by identity. Not an attribute of the function: whoever
+# wraps one with functools.wraps copies its __dict__ (Ray's tracing helper does, for every actor
+# method), and cloudpickle then ships that copy by value, with whatever it holds.
+_GENERATED: weakref.WeakSet[Any] = weakref.WeakSet()
 _CELL = "original"  # the closure variable holding what a generated function calls
 
 
@@ -75,7 +78,7 @@ def _method(original: Any, wrapper: Wrapper, target: str) -> Any:
 
 def _dressed(function: Any, original: Any, wrapper: Wrapper, target: str) -> Any:
     functools.update_wrapper(function, original)  # __module__, __qualname__, __doc__, __wrapped__, __dict__
-    setattr(function, MARK, (target, wrapper))
+    _GENERATED.add(function)
     return function
 
 
@@ -83,7 +86,7 @@ def generated(obj: Any) -> Any:
     """The generated function inside ``obj`` (itself, or a static/class method holding one), or None."""
     function = obj.__func__ if isinstance(obj, (staticmethod, classmethod)) else obj
     # type(), not isinstance(): a wrapt proxy around one of ours claims to be a function too
-    return function if type(function) is types.FunctionType and MARK in function.__dict__ else None
+    return function if type(function) is types.FunctionType and function in _GENERATED else None
 
 
 def is_overlay_wrapper(obj: Any) -> bool:
