@@ -99,6 +99,12 @@ def _register() -> None:
 _register()
 
 
+def causal_mask() -> torch.Tensor:
+    """The compressed causal mask FIA takes for ``sparse_mode`` 3 (1 = masked, upper triangle), on the
+    host: the one vllm-ascend builds (``AttentionMaskBuilder.get_splitfuse_attn_mask``)."""
+    return torch.triu(torch.ones(_MASK_SIZE, _MASK_SIZE, dtype=torch.bool), diagonal=1).to(torch.int8)
+
+
 @dataclass
 class NPUAttentionMetadata:
     num_actual_tokens: int
@@ -121,8 +127,7 @@ class NPUAttentionMetadataBuilder(AttentionMetadataBuilder[NPUAttentionMetadata]
 
     def _causal_mask(self) -> torch.Tensor:
         if self._mask is None:
-            mask = torch.triu(torch.ones(_MASK_SIZE, _MASK_SIZE, dtype=torch.bool), diagonal=1)
-            self._mask = mask.to(torch.int8).to(self.device)
+            self._mask = causal_mask().to(self.device)
         return self._mask
 
     def build(self, common_prefix_len: int, common_attn_metadata: CommonAttentionMetadata,
