@@ -108,6 +108,16 @@ def test_config_hook_refuses_a_float32_model_naming_the_kernels(npu_platform):
         npu_platform.check_and_update_config(cfg)
 
 
+def test_config_hook_refuses_more_sequences_than_one_fused_attention_call_takes(npu_platform):
+    cfg = _fresh_config()
+    cfg.scheduler_config.max_num_seqs = 4097
+    with pytest.raises(ValueError, match="--max-num-seqs 4097 exceeds the 4096 sequences "
+                                         "npu_fused_infer_attention_score takes"):
+        npu_platform.check_and_update_config(cfg)
+    cfg.scheduler_config.max_num_seqs = 4096
+    npu_platform.check_and_update_config(cfg)
+
+
 @pytest.mark.parametrize("compilation,level,argv,named", [
     ({}, 2, ["vllm", "serve", "m"], []),
     ({}, 3, ["vllm", "serve", "m", "-O3"], ["-O3"]),

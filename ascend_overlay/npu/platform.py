@@ -32,6 +32,7 @@ NPU_ATTENTION_BACKEND = "ascend_overlay.npu.attention.NPUAttentionBackend"
 # The attention kernels (npu_fused_infer_attention_score, _npu_paged_attention, _npu_reshape_and_cache) take
 # float16 and bfloat16 only; the first is vLLM's fallback for an "auto" dtype it cannot use.
 _NPU_DTYPES = (torch.bfloat16, torch.float16)
+MAX_FIA_SEQUENCES = 4096  # npu_fused_infer_attention_score, TND layout: at most this many sequences per call
 FLOAT32_REFUSAL = ("dtype float32 cannot be served on the NPU: npu_fused_infer_attention_score, _npu_paged_attention "
                    "and _npu_reshape_and_cache take float16 and bfloat16 only (op-plugin docs; CANN ATB "
                    "reference). Serve with --dtype bfloat16 (or float16).")
@@ -97,6 +98,10 @@ class NPUPlatform(Platform):
         model = vllm_config.model_config
         if model is not None and model.dtype == torch.float32:
             raise ValueError(FLOAT32_REFUSAL)
+        scheduler = vllm_config.scheduler_config
+        if scheduler is not None and scheduler.max_num_seqs > MAX_FIA_SEQUENCES:
+            raise ValueError(f"--max-num-seqs {scheduler.max_num_seqs} exceeds the {MAX_FIA_SEQUENCES} sequences "
+                             f"npu_fused_infer_attention_score takes in one TND call (op-plugin docs)")
         compilation = vllm_config.compilation_config
         for name in NPU_CUSTOM_OPS:
             # An explicit "-name" from the user wins; otherwise the op must be on, even under a
