@@ -198,6 +198,25 @@ def test_config_defaults_make_eager_the_default(npu_platform):
     assert cfg.compilation_config.mode == CompilationMode.VLLM_COMPILE, "defaults never override a choice"
 
 
+def test_flags_the_platform_cannot_honour_are_named_in_one_warning_line(npu_platform, monkeypatch, caplog):
+    import logging
+
+    from vllm.config import CompilationMode, CUDAGraphMode
+
+    monkeypatch.setattr(sys, "argv", ["vllm", "serve", "m", "--no-enforce-eager"])
+    cfg = _fresh_config(mode=CompilationMode.VLLM_COMPILE, cudagraph_mode=CUDAGraphMode.FULL)
+    with caplog.at_level(logging.WARNING, logger="ascend_overlay"):
+        npu_platform.apply_config_platform_defaults(cfg)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "ascend_overlay"]
+    assert line == ("ascend-overlay: the NPU platform runs eager; not honoured: -cc.mode=VLLM_COMPILE, "
+                    "-cc.cudagraph_mode=FULL, --no-enforce-eager")
+    caplog.clear()
+    monkeypatch.setattr(sys, "argv", ["vllm", "serve", "m"])
+    with caplog.at_level(logging.WARNING, logger="ascend_overlay"):
+        npu_platform.apply_config_platform_defaults(_fresh_config(mode=None, cudagraph_mode=None))
+    assert not [r for r in caplog.records if r.name == "ascend_overlay"], "defaults are not flags"
+
+
 def test_pre_register_fires_the_overlay_platform_phase(npu_platform):
     from ascend_overlay import activation
     from ascend_overlay.settings import Settings
