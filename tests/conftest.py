@@ -19,6 +19,35 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_two_rope_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Granite model whose two layers use two RoPE bases (vLLM's Granite reads one base per
+    layer from ``layer_rope_theta``): two distinct cos/sin caches in one process, with seeded random
+    weights and the tiny Llama's tokenizer."""
+    import shutil
+
+    import torch
+    from transformers import GraniteConfig, GraniteForCausalLM
+
+    target = tmp_path_factory.mktemp("models") / "tiny-granite-two-ropes"
+    target.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        shutil.copy(tiny_model / name, target / name)
+    config = GraniteConfig(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                           bos_token_id=0, eos_token_id=1, attention_multiplier=0.125,
+                           layer_rope_theta=[10000.0, 1000000.0], torch_dtype="bfloat16")
+    config.architectures = ["GraniteForCausalLM"]
+    saved = torch.get_rng_state()
+    try:
+        torch.manual_seed(0)
+        model = GraniteForCausalLM(config).to(torch.bfloat16)
+    finally:
+        torch.set_rng_state(saved)
+    model.save_pretrained(target, safe_serialization=True)
+    return target
+
+
+@pytest.fixture(scope="session")
 def tiny_moe_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny mixture-of-experts model (config and tokenizer; served with dummy weights): the kind of
     model whose data-parallel ranks vLLM runs as coupled DP engine cores."""

@@ -155,72 +155,128 @@ def kernels_and_counters(out: Path) -> dict[str, Any]:
 
 
 def attention_backend(out: Path) -> dict[str, Any]:
-    """The NPU attention backend on a mixed batch, through vLLM's own metadata types; inputs and
-    outputs are saved for the test to compare with its reference."""
+    """The NPU attention backend on a mixed batch, through vLLM's own metadata types and forward
+    context, in bfloat16 with vLLM's int64 slot mapping padded with -1; inputs and outputs are saved
+    for the test to compare with its reference."""
+    import types
+
     from vllm.config import VllmConfig, set_current_vllm_config
+    from vllm.forward_context import set_forward_context
     from vllm.v1.attention.backend import CommonAttentionMetadata
 
     from ascend_overlay.npu.attention import NPUAttentionBackend, NPUAttentionImpl, NPUAttentionMetadataBuilder
 
+    dtype = torch.bfloat16
     block, kv_heads, heads, head, num_blocks = 128, 2, 4, 64, 6
     prior = [0, 5, 9]   # tokens already in the cache per sequence
     new = [7, 3, 1]     # tokens computed this step: a prefill, a chunk with context, a decode
     g = torch.Generator().manual_seed(0)
     total_len = [p + n for p, n in zip(prior, new, strict=True)]
-    keys = [torch.randn(n, kv_heads, head, generator=g) for n in total_len]
-    values = [torch.randn(n, kv_heads, head, generator=g) for n in total_len]
-    query = torch.randn(sum(new), heads, head, generator=g)
+    keys = [torch.randn(n, kv_heads, head, generator=g).to(dtype) for n in total_len]
+    values = [torch.randn(n, kv_heads, head, generator=g).to(dtype) for n in total_len]
+    query = torch.randn(sum(new), heads, head, generator=g).to(dtype)
     block_table = torch.tensor([[4], [1], [3]], dtype=torch.int32)
+    layer = types.SimpleNamespace(layer_name="layer")
     config = VllmConfig()
-    with set_current_vllm_config(config):
-        impl = NPUAttentionImpl(heads, head, head ** -0.5, kv_heads)
-        builder = NPUAttentionMetadataBuilder(None, ["layer"], config, torch.device("npu", 0))
-        kv_cache = torch.zeros(num_blocks, kv_heads, block, 2 * head, device="npu")
-        # The prior tokens go in first (an earlier step), then this step's tokens.
-        for step in ("prior", "new"):
-            keys_in, values_in, slots = [], [], []
-            for seq, (p, n) in enumerate(zip(prior, new, strict=True)):
-                span = range(0, p) if step == "prior" else range(p, p + n)
-                keys_in.append(keys[seq][span.start:span.stop])
-                values_in.append(values[seq][span.start:span.stop])
-                slots += [int(block_table[seq, t // block]) * block + t % block for t in span]
-            if not slots:
-                continue
-            impl.do_kv_cache_update(None, torch.cat(keys_in).to("npu"), torch.cat(values_in).to("npu"), kv_cache,
-                                    torch.tensor(slots, dtype=torch.int64, device="npu"))
+    padding = 2  # vLLM pads a batch's slot mapping with -1 (DP, graph sizes): never written
+
+    def metadata(builder, rows: list[int], query_lens: list[int], context: list[int]):
+        """vLLM's metadata of a step over the sequences ``rows`` of the block table."""
         starts = [0]
-        for n in new:
+        for n in query_lens:
             starts.append(starts[-1] + n)
-        seq_lens = torch.tensor(total_len, dtype=torch.int32)
+        seq_lens = torch.tensor(context, dtype=torch.int32)
+        tokens = sum(query_lens)
+        slots = [int(block_table[row, t // block]) * block + t % block
+                 for row, n, total in zip(rows, query_lens, context, strict=True) for t in range(total - n, total)]
+        slot_mapping = torch.tensor(slots + [-1] * padding, dtype=torch.int64, device="npu")
         common = CommonAttentionMetadata(
             query_start_loc=torch.tensor(starts, dtype=torch.int32, device="npu"),
             query_start_loc_cpu=torch.tensor(starts, dtype=torch.int32), seq_lens=seq_lens.to("npu"),
-            num_reqs=3, num_actual_tokens=sum(new), max_query_len=max(new), max_seq_len=max(total_len),
-            block_table_tensor=block_table.to("npu"), slot_mapping=torch.zeros(sum(new), dtype=torch.int64,
-                                                                                device="npu"),
+            num_reqs=len(query_lens), num_actual_tokens=tokens, max_query_len=max(query_lens),
+            max_seq_len=max(context), block_table_tensor=block_table[rows].to("npu"), slot_mapping=slot_mapping,
             seq_lens_cpu_upper_bound=seq_lens)
-        mixed = builder.build(0, common)
-        output = torch.full((sum(new), heads, head), float("nan"), device="npu")
-        impl.forward(None, query.to("npu"), None, None, kv_cache, mixed, output)
+        return builder.build(0, common), slot_mapping
+
+    with set_current_vllm_config(config):
+        impl = NPUAttentionImpl(heads, head, head ** -0.5, kv_heads)
+        builder = NPUAttentionMetadataBuilder(None, ["layer"], config, torch.device("npu", 0))
+        kv_cache = torch.zeros(num_blocks, kv_heads, block, 2 * head, dtype=dtype, device="npu")
+        # A dummy run (no metadata, every slot -1) writes nothing.
+        with set_forward_context(None, config):
+            impl.do_kv_cache_update(layer, keys[0][:3].to("npu"), values[0][:3].to("npu"), kv_cache,
+                                    torch.full((3,), -1, dtype=torch.int64, device="npu"))
+        dummy_wrote = bool(kv_cache.cpu().abs().sum() != 0)
+        # The prior tokens go in first (an earlier step), then this step's tokens with the forward pass.
+        earlier = [i for i, p in enumerate(prior) if p]
+        prior_meta, prior_slots = metadata(builder, earlier, [prior[i] for i in earlier], [prior[i] for i in earlier])
+        prior_keys = torch.cat([k[:p] for k, p in zip(keys, prior, strict=True) if p]).to("npu")
+        prior_values = torch.cat([v[:p] for v, p in zip(values, prior, strict=True) if p]).to("npu")
+        with set_forward_context({"layer": prior_meta}, config):
+            impl.do_kv_cache_update(layer, torch.cat([prior_keys, prior_keys[:padding]]),
+                                    torch.cat([prior_values, prior_values[:padding]]), kv_cache, prior_slots)
+        mixed, slots = metadata(builder, [0, 1, 2], new, total_len)
+        step_keys = torch.cat([k[p:] for k, p in zip(keys, prior, strict=True)]).to("npu")
+        step_values = torch.cat([v[p:] for v, p in zip(values, prior, strict=True)]).to("npu")
+        output = torch.full((sum(new) + padding, heads, head), float("nan"), dtype=dtype, device="npu")
+        with set_forward_context({"layer": mixed}, config):
+            impl.do_kv_cache_update(layer, torch.cat([step_keys, step_keys[:padding]]),
+                                    torch.cat([step_values, step_values[:padding]]), kv_cache, slots)
+            impl.forward(layer, torch.cat([query, query[:padding]]).to("npu"), None, None, kv_cache, mixed, output)
         # A pure decode batch of the last token of each sequence goes to paged attention.
-        decode_q = torch.randn(3, heads, head, generator=g)
-        ones = torch.tensor([0, 1, 2, 3], dtype=torch.int32)
-        decode_common = CommonAttentionMetadata(
-            query_start_loc=ones.to("npu"), query_start_loc_cpu=ones, seq_lens=seq_lens.to("npu"), num_reqs=3,
-            num_actual_tokens=3, max_query_len=1, max_seq_len=max(total_len),
-            block_table_tensor=block_table.to("npu"), slot_mapping=torch.zeros(3, dtype=torch.int64, device="npu"),
-            seq_lens_cpu_upper_bound=seq_lens)
-        decode = builder.build(0, decode_common)
-        decode_out = torch.full((3, heads, head), float("nan"), device="npu")
-        impl.forward(None, decode_q.to("npu"), None, None, kv_cache, decode, decode_out)
-    torch.save({"keys": keys, "values": values, "query": query, "new": new, "output": output.cpu(),
+        decode_q = torch.randn(3, heads, head, generator=g).to(dtype)
+        decode, _ = metadata(builder, [0, 1, 2], [1, 1, 1], total_len)
+        decode_out = torch.full((3, heads, head), float("nan"), dtype=dtype, device="npu")
+        with set_forward_context({"layer": decode}, config):
+            impl.forward(layer, decode_q.to("npu"), None, None, kv_cache, decode, decode_out)
+    torch.save({"keys": keys, "values": values, "query": query, "new": new, "output": output.cpu()[: sum(new)],
                 "decode_query": decode_q, "decode_output": decode_out.cpu(), "scale": head ** -0.5},
                out / "attention.pt")
     from ascend_overlay.npu.sim.counters import counters
 
     return {"mixed_decode_only": mixed.decode_only, "decode_decode_only": decode.decode_only,
+            "slot_dtype": str(mixed.slot_indices.dtype), "slot_count": int(mixed.slot_indices.shape[0]),
+            "dummy_run_wrote": dummy_wrote, "written_blocks": sorted(  # blocks as the kernels read the region
+                int(b) for b in (kv_cache.cpu().view(2, num_blocks, block, kv_heads, head).abs().sum(dim=(0, 2, 3, 4))
+                                 != 0).nonzero().flatten()),
             "backend_name": NPUAttentionBackend.get_name(), "counts": counters.snapshot(),
-            "refused": error_of(lambda: NPUAttentionImpl(heads, head, 1.0, kv_heads, sliding_window=128))}
+            "refused": error_of(lambda: NPUAttentionImpl(heads, head, 1.0, kv_heads, sliding_window=128)),
+            "refused_head_size": error_of(lambda: NPUAttentionImpl(heads, 24, 1.0, kv_heads))}
+
+
+def kernel_refusals() -> dict[str, Any]:
+    """What a card refuses, called through the torch_npu stand-in with NPU tensors, as the NPU path
+    would call it: each value is the error the call raised (None: it was accepted)."""
+    import torch_npu
+
+    bf16 = torch.bfloat16
+    cache = torch.zeros(4, 128, 2, 64, dtype=bf16, device="npu")
+    key = torch.ones(3, 2, 64, dtype=bf16, device="npu")
+    slots32 = torch.tensor([0, 1, 2], dtype=torch.int32, device="npu")
+    table = torch.tensor([[0]], dtype=torch.int32, device="npu")
+    mask = torch.ones(2048, 2048, dtype=torch.int8).triu(1).to("npu")
+
+    def fia(query: torch.Tensor, kv: torch.Tensor, heads: int = 4) -> Any:
+        return torch_npu.npu_fused_infer_attention_score(
+            query, kv, kv, atten_mask=mask, block_table=table, input_layout="TND", block_size=128,
+            actual_seq_lengths=[query.shape[0]], actual_seq_lengths_kv=[query.shape[0]], num_key_value_heads=2,
+            num_heads=heads, scale=0.125, sparse_mode=3)
+
+    return {
+        "int64_slots": error_of(lambda: torch_npu._npu_reshape_and_cache(
+            key=key, value=key, key_cache=cache, value_cache=cache, slot_indices=slots32.long())),
+        "negative_slot": error_of(lambda: torch_npu._npu_reshape_and_cache(
+            key=key, value=key, key_cache=cache, value_cache=cache,
+            slot_indices=torch.tensor([0, 1, -1], dtype=torch.int32, device="npu"))),
+        "int32_slots": error_of(lambda: torch_npu._npu_reshape_and_cache(
+            key=key, value=key, key_cache=cache, value_cache=cache, slot_indices=slots32)),
+        "float32_attention": error_of(lambda: fia(torch.ones(3, 4, 64, device="npu"),
+                                                  torch.zeros(4, 128, 128, device="npu"))),
+        "head_size_24": error_of(lambda: fia(torch.ones(3, 4, 24, dtype=bf16, device="npu"),
+                                             torch.zeros(4, 128, 48, dtype=bf16, device="npu"))),
+        "bf16_attention": error_of(lambda: fia(torch.ones(3, 4, 64, dtype=bf16, device="npu"),
+                                               torch.zeros(4, 128, 128, dtype=bf16, device="npu"))),
+    }
 
 
 def main() -> None:
@@ -232,7 +288,7 @@ def main() -> None:
     results: dict[str, Any] = {"mode_before": before, "mode_after": npu_mode()}
     for name, probe in [("tensors", tensors), ("refusals", refusals), ("device_module", device_module),
                         ("memory", memory), ("kernels", lambda: kernels_and_counters(out)),
-                        ("attention", lambda: attention_backend(out))]:
+                        ("attention", lambda: attention_backend(out)), ("kernel_refusals", kernel_refusals)]:
         try:
             results[name] = probe()
         except Exception:

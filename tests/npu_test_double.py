@@ -65,24 +65,29 @@ class TorchNpuTestDouble(types.ModuleType):
         y = ((x1.float() + x2.float()) * rstd * gamma.float()).to(x1.dtype)
         return self._record("npu_add_rms_norm", (x1, x2, gamma, epsilon), {}, (y, rstd, x_sum))
 
-    def _npu_rotary_embedding(self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor,
-                              head_size: int, cos_sin_cache: torch.Tensor, is_neox_style: bool) -> None:
-        """In place on ``query``/``key`` viewed as [num_tokens, num_heads * head_size]; the cache is
-        [max_position, head_size] (cos, then sin); every channel of a head is rotated."""
+    def npu_mrope(self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor, cos_sin_cache: torch.Tensor,
+                  head_size: int, *, mrope_section: list[int] | None = None, rotary_mode: str = "half",
+                  cache_mode: str = "default") -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE mode, out of place on [num_tokens, num_heads * head_size]: the first
+        cos_sin_cache.shape[-1] channels of each head rotate ('half' NeoX, 'interleave' GPT-J), the
+        rest pass through."""
+        rotary_dim = cos_sin_cache.shape[-1]
+        outputs = []
         for tensor in (query, key):
-            heads = tensor.view(tensor.shape[0], -1, head_size)
-            cos, sin = cos_sin_cache[positions.flatten()].chunk(2, dim=-1)
-            cos, sin = cos[:, None, :].float(), sin[:, None, :].float()
-            h = heads.float()
-            if is_neox_style:
-                a, b = h[..., : head_size // 2], h[..., head_size // 2:]
+            heads = tensor.reshape(tensor.shape[0], -1, head_size).float()
+            cos, sin = cos_sin_cache[positions].float().chunk(2, dim=-1)
+            cos, sin = cos[:, None, :], sin[:, None, :]
+            rot, rest = heads[..., :rotary_dim], heads[..., rotary_dim:]
+            if rotary_mode == "half":
+                a, b = rot[..., : rotary_dim // 2], rot[..., rotary_dim // 2:]
                 rotated = torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)
             else:
-                a, b = h[..., 0::2], h[..., 1::2]
+                a, b = rot[..., 0::2], rot[..., 1::2]
                 rotated = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)
-            heads.copy_(rotated.to(tensor.dtype))
-        self._record("_npu_rotary_embedding", (positions, query, key, head_size, cos_sin_cache, is_neox_style),
-                     {}, None)
+            outputs.append(torch.cat((rotated, rest), dim=-1).to(tensor.dtype).reshape(tensor.shape))
+        return self._record("npu_mrope", (positions, query, key, cos_sin_cache, head_size),
+                            {"mrope_section": mrope_section, "rotary_mode": rotary_mode, "cache_mode": cache_mode},
+                            (outputs[0], outputs[1]))
 
 
 @dataclass
@@ -91,6 +96,7 @@ class NpuDeviceModuleTestDouble:
 
     device_count_value: int = 1
     total_memory: int = 64 * 2**30
+    initialized: bool = True  # whether this process has initialised the NPU (torch_npu's lazy init)
     calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
 
     def is_available(self) -> bool:
@@ -98,6 +104,9 @@ class NpuDeviceModuleTestDouble:
 
     def device_count(self) -> int:
         return self.device_count_value
+
+    def is_initialized(self) -> bool:
+        return self.initialized
 
     def get_device_name(self, device_id: int = 0) -> str:
         self.calls.append(("get_device_name", (device_id,)))

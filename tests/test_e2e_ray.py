@@ -38,7 +38,7 @@ if shutil.which("ray", path=str(BIN)) is None:
 
 KERNEL_PATCHES = ("npu_silu_and_mul", "npu_rms_norm", "npu_rotary_embedding")
 SERVE_ARGS = ["--load-format", "dummy", "--gpu-memory-utilization", "0.3", "--max-model-len", "256",
-              "--max-num-seqs", "4", "--seed", "0", "--enforce-eager", "--dtype", "float32",
+              "--max-num-seqs", "4", "--seed", "0", "--enforce-eager", "--dtype", "bfloat16",
               "--distributed-executor-backend", "ray", "--tensor-parallel-size", "2"]
 MAX_TOKENS = 8
 

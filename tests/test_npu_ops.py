@@ -172,7 +172,8 @@ def test_rms_norm_without_weight_passes_unit_gamma(torch_npu_double, vllm_config
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("neox", [True, False])
-def test_rotary_dispatches_in_place_with_cache_in_query_dtype(torch_npu_double, vllm_config, dtype, neox):
+def test_rotary_dispatches_to_npu_mrope_with_this_calls_cache_in_query_dtype(torch_npu_double, vllm_config, dtype,
+                                                                             neox):
     rope = _rope(64, 64, neox, cache_dtype=torch.float32)  # cache built in float32 on purpose
     positions = torch.tensor([3, 0, 17, 4000])
     query, key = rand(4, 4 * 64, dtype=dtype, seed=16), rand(4, 2 * 64, dtype=dtype, seed=17)
@@ -180,14 +181,14 @@ def test_rotary_dispatches_in_place_with_cache_in_query_dtype(torch_npu_double, 
     cache = rope._match_cos_sin_cache_dtype(query)
     out_q, out_k = ops.rotary_embedding(positions, query, key, 64, 64, cache, neox)
     (call,) = torch_npu_double.calls
-    pos, q_arg, k_arg, head_size, cache_arg, neox_arg = call.args
-    assert call.name == "_npu_rotary_embedding"
-    assert pos is positions and head_size == 64 and neox_arg is neox
-    assert cache_arg.dtype == dtype, "the kernel reads the cache as is: it must be in the query's dtype"
+    pos, q_arg, k_arg, cache_arg, head_size = call.args
+    assert call.name == "npu_mrope"
+    assert torch.equal(pos, positions) and head_size == 64
+    assert call.kwargs == {"mrope_section": [0, 0, 0], "rotary_mode": "half" if neox else "interleave",
+                           "cache_mode": "default"}, "RoPE mode, the rotary_mode strings the kernel checks"
+    assert cache_arg is cache and cache_arg.dtype == dtype, "the kernel reads this call's cache, in the query's dtype"
     assert q_arg.shape == (4, 4 * 64) and k_arg.shape == (4, 2 * 64)
-    # In place: the kernel wrote into the caller's tensors, which are what comes back.
-    assert q_arg.data_ptr() == query.data_ptr() and out_q.data_ptr() == query.data_ptr()
-    assert k_arg.data_ptr() == key.data_ptr() and out_k.data_ptr() == key.data_ptr()
+    assert out_q.shape == query.shape and out_k.shape == key.shape
     torch.testing.assert_close(out_q, expected_q, **FUSED_TOL[dtype])
     torch.testing.assert_close(out_k, expected_k, **FUSED_TOL[dtype])
 
@@ -201,11 +202,18 @@ def test_rotary_partial_and_keyless_dispatch(torch_npu_double, vllm_config, with
     expected_q, expected_k = rope.forward_native(positions, query.clone(), None if key is None else key.clone())
     out_q, out_k = ops.rotary_embedding(positions, query, key, 128, 64, rope._match_cos_sin_cache_dtype(query), True)
     (call,) = torch_npu_double.calls
-    assert call.args[3] == 64, "partial rotary: the kernel sees rotary_dim-wide heads"
-    assert call.args[1].shape == (3, 2 * 64)
+    assert call.args[4] == 128 and call.args[3].shape[-1] == 64, "partial rotary: whole heads, a 64-wide cache"
+    assert call.args[1].shape == (3, 2 * 128)
     assert out_q.shape == query.shape
     torch.testing.assert_close(out_q, expected_q, **FUSED_TOL[torch.bfloat16])
     if with_key:
         torch.testing.assert_close(out_k, expected_k, **FUSED_TOL[torch.bfloat16])
     else:
         assert out_k is None
+
+
+@pytest.mark.parametrize("head_size,rotary_dim,dtype,takes", [
+    (64, 64, torch.bfloat16, True), (128, 64, torch.float16, True), (64, 16, torch.bfloat16, False),
+    (48, 48, torch.bfloat16, False), (48, 48, torch.float32, True), (64, 96, torch.bfloat16, False)])
+def test_rotary_kernel_takes_only_the_sizes_npu_mrope_documents(head_size, rotary_dim, dtype, takes):
+    assert ops.rotary_kernel_takes(head_size, rotary_dim, dtype) is takes

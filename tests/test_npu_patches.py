@@ -124,10 +124,23 @@ def test_rotary_layer_reaches_npu_kernel_with_cache_in_query_dtype(torch_npu_dou
     expected = layer.forward_native(positions, query.clone(), key.clone())
     out_q, out_k = layer.forward_oot(positions, query, key)
     (call,) = torch_npu_double.calls
-    assert call.name == "_npu_rotary_embedding" and call.args[3] == 64 and call.args[5] is True
-    assert call.args[4].dtype == torch.bfloat16
+    assert call.name == "npu_mrope" and call.args[4] == 64 and call.kwargs["rotary_mode"] == "half"
+    assert call.args[3].dtype == torch.bfloat16
     torch.testing.assert_close(out_q, expected[0], atol=2e-2, rtol=1.6e-2)
     torch.testing.assert_close(out_k, expected[1], atol=2e-2, rtol=1.6e-2)
+
+
+def test_rotary_layer_the_kernel_does_not_take_keeps_vllms_arithmetic(torch_npu_double, vllm_config, applied):
+    from vllm.model_executor.layers.rotary_embedding.base import RotaryEmbedding
+
+    applied("npu_rotary_embedding")
+    layer = RotaryEmbedding(64, 16, 512, 10000.0, True, torch.bfloat16)  # rotary_dim 16: not a multiple of 32
+    positions = torch.tensor([0, 9, 300])
+    query, key = torch.randn(3, 2 * 64, dtype=torch.bfloat16), torch.randn(3, 64, dtype=torch.bfloat16)
+    expected = layer.forward_native(positions, query.clone(), key.clone())
+    out_q, out_k = layer.forward_oot(positions, query, key)
+    assert torch_npu_double.calls == []
+    assert torch.equal(out_q, expected[0]) and torch.equal(out_k, expected[1])
 
 
 def test_rotary_subclass_with_its_own_arithmetic_keeps_it(torch_npu_double, vllm_config, applied):

@@ -79,11 +79,66 @@ def test_platform_device_methods_reach_torch_npu(npu_platform, torch_npu_double)
     assert npu_platform().device_count() == 1
 
 
+def test_platform_does_not_ask_for_device_memory_where_the_npu_is_not_initialised(npu_platform, torch_npu_double):
+    """vLLM asks in its front-end, which forks afterwards: asking would initialise the NPU there."""
+    npu = torch_npu_double.npu
+    npu.initialized = False
+    with pytest.raises(NotImplementedError, match="not initialised the NPU"):
+        npu_platform.get_device_total_memory(0)
+    assert npu.calls == [], "nothing that initialises the NPU may run"
+
+
 def test_platform_dtype_check(npu_platform):
-    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+    for dtype in (torch.bfloat16, torch.float16):
         npu_platform.check_if_supports_dtype(dtype)
     with pytest.raises(ValueError, match=r"float64 is not supported on the NPU; use one of bfloat16"):
         npu_platform.check_if_supports_dtype(torch.float64)
+    with pytest.raises(ValueError, match=r"float32 cannot be served on the NPU: npu_fused_infer_attention_score, "
+                                         r"_npu_paged_attention and _npu_reshape_and_cache take float16 and "
+                                         r"bfloat16 only"):
+        npu_platform.check_if_supports_dtype(torch.float32)
+    assert npu_platform().supported_dtypes == [torch.bfloat16, torch.float16], "auto float32 falls back to bf16"
+
+
+def test_config_hook_refuses_a_float32_model_naming_the_kernels(npu_platform):
+    cfg = _fresh_config()
+    cfg.model_config = types.SimpleNamespace(dtype=torch.float32)
+    with pytest.raises(ValueError, match="npu_fused_infer_attention_score, _npu_paged_attention and "
+                                         "_npu_reshape_and_cache take float16 and bfloat16 only"):
+        npu_platform.check_and_update_config(cfg)
+
+
+def test_config_hook_refuses_more_sequences_than_one_fused_attention_call_takes(npu_platform):
+    cfg = _fresh_config()
+    cfg.scheduler_config.max_num_seqs = 4097
+    with pytest.raises(ValueError, match="--max-num-seqs 4097 exceeds the 4096 sequences "
+                                         "npu_fused_infer_attention_score takes"):
+        npu_platform.check_and_update_config(cfg)
+    cfg.scheduler_config.max_num_seqs = 4096
+    npu_platform.check_and_update_config(cfg)
+
+
+@pytest.mark.parametrize("compilation,level,argv,named", [
+    ({}, 2, ["vllm", "serve", "m"], []),
+    ({}, 3, ["vllm", "serve", "m", "-O3"], ["-O3"]),
+    ({}, 0, ["vllm", "serve", "m", "-O0"], []),
+    ({}, 2, ["vllm", "serve", "m", "--no-enforce-eager"], ["--no-enforce-eager"]),
+    ({"cudagraph_mode": "FULL"}, 2, [], ["-cc.cudagraph_mode=FULL"]),
+    ({"mode": "VLLM_COMPILE", "cudagraph_mode": "PIECEWISE"}, 1, [],
+     ["-cc.mode=VLLM_COMPILE", "-cc.cudagraph_mode=PIECEWISE", "-O1"]),
+])
+def test_compile_and_graph_flags_the_platform_cannot_honour_are_named(compilation, level, argv, named):
+    from vllm.config import CompilationMode, CUDAGraphMode
+
+    from ascend_overlay.npu.platform import unhonoured_flags
+
+    settings = types.SimpleNamespace(mode=None, cudagraph_mode=None)
+    if "mode" in compilation:
+        settings.mode = CompilationMode[compilation["mode"]]
+    if "cudagraph_mode" in compilation:
+        settings.cudagraph_mode = CUDAGraphMode[compilation["cudagraph_mode"]]
+    config = types.SimpleNamespace(compilation_config=settings, optimization_level=level)
+    assert unhonoured_flags(config, argv) == named
 
 
 def test_attention_backend_choice(npu_platform):
@@ -141,6 +196,25 @@ def test_config_defaults_make_eager_the_default(npu_platform):
     cfg = _fresh_config(mode=CompilationMode.VLLM_COMPILE)
     npu_platform.apply_config_platform_defaults(cfg)
     assert cfg.compilation_config.mode == CompilationMode.VLLM_COMPILE, "defaults never override a choice"
+
+
+def test_flags_the_platform_cannot_honour_are_named_in_one_warning_line(npu_platform, monkeypatch, caplog):
+    import logging
+
+    from vllm.config import CompilationMode, CUDAGraphMode
+
+    monkeypatch.setattr(sys, "argv", ["vllm", "serve", "m", "--no-enforce-eager"])
+    cfg = _fresh_config(mode=CompilationMode.VLLM_COMPILE, cudagraph_mode=CUDAGraphMode.FULL)
+    with caplog.at_level(logging.WARNING, logger="ascend_overlay"):
+        npu_platform.apply_config_platform_defaults(cfg)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "ascend_overlay"]
+    assert line == ("ascend-overlay: the NPU platform runs eager; not honoured: -cc.mode=VLLM_COMPILE, "
+                    "-cc.cudagraph_mode=FULL, --no-enforce-eager")
+    caplog.clear()
+    monkeypatch.setattr(sys, "argv", ["vllm", "serve", "m"])
+    with caplog.at_level(logging.WARNING, logger="ascend_overlay"):
+        npu_platform.apply_config_platform_defaults(_fresh_config(mode=None, cudagraph_mode=None))
+    assert not [r for r in caplog.records if r.name == "ascend_overlay"], "defaults are not flags"
 
 
 def test_pre_register_fires_the_overlay_platform_phase(npu_platform):

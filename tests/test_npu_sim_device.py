@@ -37,20 +37,28 @@ def run_python(code: str, env: dict[str, str], timeout: float = 180) -> subproce
                           timeout=timeout)
 
 
+class Sections(dict):
+    """The probe's observations. A section whose probe raised fails the tests that read it, and only
+    those: each test stands or falls with what it observes."""
+
+    def __getitem__(self, name: str) -> Any:
+        value = super().__getitem__(name)
+        if isinstance(value, dict) and "probe_failed" in value:
+            raise AssertionError(f"probe section {name!r} failed:\n{value['probe_failed']}")
+        return value
+
+
 @pytest.fixture(scope="module")
-def probed(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+def probed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sections, Path]:
     out = tmp_path_factory.mktemp("npu-sim-probe")
     env = sim_env(VLLM_ASCEND_OVERLAY_SIMULATE_NPU_STATS=str(out / "stats"))
     done = subprocess.run([sys.executable, str(PROBE), str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    observations = json.loads((out / "observations.json").read_text())
-    failed = {k: v["probe_failed"] for k, v in observations.items() if isinstance(v, dict) and "probe_failed" in v}
-    assert not failed, failed
-    return observations, out
+    return Sections(json.loads((out / "observations.json").read_text())), out
 
 
 @pytest.fixture(scope="module")
-def seen(probed: tuple[dict[str, Any], Path]) -> dict[str, Any]:
+def seen(probed: tuple[Sections, Path]) -> Sections:
     return probed[0]
 
 
@@ -143,12 +151,113 @@ def test_the_npu_attention_backend_equals_plain_attention(probed):
     start = 0
     for seq, n in enumerate(saved["new"]):
         expected = _reference(saved["query"][start:start + n], saved["keys"][seq], saved["values"][seq], saved["scale"])
-        torch.testing.assert_close(saved["output"][start:start + n], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(saved["output"][start:start + n].float(), expected, atol=2e-2, rtol=1.6e-2)
         start += n
     for seq in range(len(saved["new"])):
         expected = _reference(saved["decode_query"][seq:seq + 1], saved["keys"][seq], saved["values"][seq],
                               saved["scale"])
-        torch.testing.assert_close(saved["decode_output"][seq:seq + 1], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(saved["decode_output"][seq:seq + 1].float(), expected, atol=2e-2, rtol=1.6e-2)
+
+
+def test_the_cache_write_takes_the_steps_real_slots_as_int32_and_writes_no_padding(seen):
+    """vLLM hands int64 slots padded with -1; the kernel gets the step's real slots, int32."""
+    a = seen["attention"]
+    assert a["slot_dtype"] == "torch.int32" and a["slot_count"] == 11, "11 real tokens, 2 padding slots cut"
+    assert a["dummy_run_wrote"] is False, "a dummy run (all slots -1) writes nothing"
+    assert a["written_blocks"] == [1, 3, 4], "only the sequences' own blocks hold keys"
+
+
+def test_the_attention_backend_refuses_a_head_size_the_kernels_do_not_take_when_built(seen):
+    message = seen["attention"]["refused_head_size"]
+    assert message.startswith("NotImplementedError: the NPU attention kernels cannot serve this model's attention")
+    assert "head size 24 is not a multiple of 16 (npu_fused_infer_attention_score)" in message
+
+
+# -- what a card refuses, refused by the simulated device --------------------------------------------
+
+def test_the_simulated_device_refuses_an_int64_slot_mapping(seen):
+    error = seen["kernel_refusals"]["int64_slots"]
+    assert error and error.startswith("KernelContractError: _npu_reshape_and_cache: slot_indices must be int32, "
+                                      "got int64")
+    assert seen["kernel_refusals"]["int32_slots"] is None, "the same call with int32 slots is taken"
+
+
+def test_the_simulated_device_refuses_a_negative_slot(seen):
+    error = seen["kernel_refusals"]["negative_slot"]
+    assert error and "_npu_reshape_and_cache: slot_indices must be in [0, blocks * block_size), got slots from -1" \
+        in error
+
+
+def test_the_simulated_device_refuses_float32_attention(seen):
+    error = seen["kernel_refusals"]["float32_attention"]
+    assert error and "npu_fused_infer_attention_score: query must be float16/bfloat16, got float32" in error
+    assert seen["kernel_refusals"]["bf16_attention"] is None, "the same call in bfloat16 is taken"
+
+
+def test_the_simulated_device_refuses_a_head_size_the_kernel_does_not_take(seen):
+    error = seen["kernel_refusals"]["head_size_24"]
+    assert error and "npu_fused_infer_attention_score: query must be a head size <= 512, a multiple of 16 when a " \
+                     "sequence has more than one query token, got 24" in error
+
+
+# -- lazy initialisation and fork -------------------------------------------------------------------------
+
+FORK_SCRIPT = """
+import json, os, sys
+import torch
+from ascend_overlay.npu import sim
+sim.install()
+from ascend_overlay.npu.sim.counters import counters
+
+seen = {"initialised_at_install": torch.npu.is_initialized(), "count_is_not_an_init": torch.npu.device_count()}
+seen["still_not_initialised"] = torch.npu.is_initialized()
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:  # forked before any initialisation: the child may use the NPU
+    os.close(r)
+    try:
+        torch.npu.set_device(0)
+        os.write(w, b"ok")
+    except Exception as exc:
+        os.write(w, f"{type(exc).__name__}: {exc}".encode())
+    os._exit(0)
+os.close(w)
+os.waitpid(pid, 0)
+seen["child_forked_before_init"] = os.read(r, 4096).decode()
+torch.npu.get_device_properties(0)  # the front-end's question about device memory
+seen["initialised_after_properties"] = torch.npu.is_initialized()
+seen["inits"] = getattr(counters, "lazy_inits", None)
+seen["initialised_by"] = getattr(counters, "initialised_by", None)
+for what in ("set_device", "tensor"):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            torch.npu.set_device(0) if what == "set_device" else torch.ones(2, device="npu")
+            os.write(w, b"ok")
+        except Exception as exc:
+            os.write(w, f"{type(exc).__name__}: {exc}".encode())
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    seen[f"child_{what}"] = os.read(r, 4096).decode()
+json.dump(seen, sys.stdout)
+"""
+
+
+def test_a_child_forked_after_the_npu_was_initialised_is_refused_as_torch_npu_refuses_it():
+    done = run_python(FORK_SCRIPT, sim_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    for what in ("set_device", "tensor"):
+        assert seen[f"child_{what}"] == ("RuntimeError: Cannot re-initialize NPU in forked subprocess. To use NPU "
+                                         "with multiprocessing, you must use the 'spawn' start method"), what
+    assert seen["child_forked_before_init"] == "ok", "a child forked before any initialisation may use the NPU"
+    assert seen["initialised_at_install"] is False and seen["still_not_initialised"] is False, \
+        "installing and counting devices do not initialise the NPU"
+    assert seen["initialised_after_properties"] is True and seen["inits"] == 1
+    assert seen["initialised_by"].startswith("torch.npu.get_device_properties at ")
 
 
 # -- hccl across two processes ------------------------------------------------------------------------

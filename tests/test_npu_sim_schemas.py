@@ -46,7 +46,7 @@ def test_every_stand_in_kernel_is_published_by_torch_npu(published):
     unpublished = [name for name in STAND_IN if name not in yaml and name not in atb]
     assert not unpublished, f"kernels torch_npu {TORCH_NPU} does not publish: {unpublished}"
     assert set(kernels.KERNELS) == {"npu_swiglu", "npu_rms_norm", "npu_add_rms_norm", "_npu_rotary_embedding",
-                                    "_npu_reshape_and_cache", "_npu_paged_attention",
+                                    "npu_mrope", "_npu_reshape_and_cache", "_npu_paged_attention",
                                     "npu_fused_infer_attention_score"}
 
 

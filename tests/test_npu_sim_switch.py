@@ -75,11 +75,78 @@ def test_never_on_by_default_nor_without_the_overlay(overlay, simulate):
     assert done.stdout.split() == ["None", "False", "False"]
 
 
-def test_a_bad_value_is_named_once_and_nothing_is_simulated():
-    done = python(PLUGIN_TWICE, env_with(simulate="maybe"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["None", "None", "None", "False"]
-    assert done.stderr.count(f"simulated NPU refused: {SIMULATE_NPU}='maybe' is not valid") == 1
+def _one_error_line(stderr: str, start: str = "") -> str:
+    """The one line of ``stderr`` that says why the process stops (and no traceback)."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.strip() and line.startswith(start)
+             and " WARNING " not in f" {line}"]
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("strict", ["0", "1"])
+@pytest.mark.parametrize("variable,value,named", [
+    (SIMULATE_NPU, "maybe", f"{SIMULATE_NPU}='maybe' is not valid"),
+    ("VLLM_ASCEND_OVERLAY_SIMULATE_NPU_STATS", "/etc/passwd",
+     "VLLM_ASCEND_OVERLAY_SIMULATE_NPU_STATS='/etc/passwd' is not valid; accepted values: a directory "
+     "(/etc/passwd is not one)"),
+    ("VLLM_ASCEND_OVERLAY_SIMULATE_NPU_CAPTURE", "/etc/passwd/x",
+     "VLLM_ASCEND_OVERLAY_SIMULATE_NPU_CAPTURE='/etc/passwd/x' is not valid; accepted values: a directory "
+     "(/etc/passwd is not one)"),
+    ("ASCEND_RT_VISIBLE_DEVICES", "0,9", "ASCEND_RT_VISIBLE_DEVICES='0,9' is not valid for the simulated NPU"),
+])
+def test_a_bad_simulator_value_stops_the_process_with_one_line_strict_or_not(variable, value, named, strict):
+    """The user asked for an NPU: vLLM, which swallows a platform plugin's exceptions, must not go on
+    to serve on another platform with a half-installed simulator."""
+    env = env_with(VLLM_ASCEND_OVERLAY_STRICT=strict, **{variable: value})
+    done = python(PLUGIN_TWICE, env)
+    assert done.returncode != 0 and done.stdout == "", "nothing after the plugin call may run"
+    if strict == "1" and variable != "ASCEND_RT_VISIBLE_DEVICES":
+        # A declared variable is read at interpreter start: strict mode's bootstrap refuses the program first.
+        assert "ascend-overlay (strict): refusing to start" in done.stderr and named in done.stderr
+        assert "Traceback" not in done.stderr
+        return
+    line = _one_error_line(done.stderr, "ascend-overlay")
+    assert line.startswith("ascend-overlay: simulated NPU cannot start: ") and named in line, line
+
+
+def test_an_unwritable_stats_directory_stops_the_process_before_anything_is_installed(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    code = PLUGIN_TWICE + "\nprint('unreachable')"
+    try:
+        done = python(code, env_with(VLLM_ASCEND_OVERLAY_SIMULATE_NPU_STATS=str(locked / "stats")))
+    finally:
+        locked.chmod(0o700)
+    if os.geteuid() == 0:
+        pytest.skip("root can write into a read-only directory: nothing to refuse")
+    assert done.returncode != 0 and "unreachable" not in done.stdout
+    assert "cannot be written" in _one_error_line(done.stderr)
+
+
+def test_run_simulate_npu_refuses_a_bad_stats_directory_before_the_command_starts(tmp_path):
+    marker = tmp_path / "ran"
+    done = subprocess.run([str(BIN / "ascend-overlay"), "run", "--simulate-npu", "--", sys.executable, "-c",
+                           f"open({str(marker)!r}, 'w')"],
+                          env=env_with(overlay=False, simulate=None, VLLM_ASCEND_OVERLAY_SIMULATE_NPU_STATS="/etc/passwd"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and not marker.exists()
+    assert _one_error_line(done.stderr).startswith(
+        "ascend-overlay run: --simulate-npu refused: VLLM_ASCEND_OVERLAY_SIMULATE_NPU_STATS='/etc/passwd'")
+
+
+def test_status_does_not_promise_a_simulated_npu_over_a_bad_simulator_value():
+    import json
+
+    from harness import base_env
+
+    env = base_env(overlay=True, **{SIMULATE_NPU: "1", "VLLM_ASCEND_OVERLAY_SIMULATE_NPU_STATS": "/etc/passwd"})
+    out = subprocess.run([str(BIN / "ascend-overlay"), "status", "--json", "--no-contracts"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    data = json.loads(out.stdout)
+    assert out.returncode == 1 and data["npu"] is None
+    assert any("VLLM_ASCEND_OVERLAY_SIMULATE_NPU_STATS='/etc/passwd' is not valid" in e for e in data["errors"])
 
 
 def test_the_variable_over_a_real_torch_npu_is_refused_once_and_the_real_one_kept(real_torch_npu):

@@ -2,7 +2,8 @@
 
 Three files of the wheel carry them: ``torch_npu/csrc/aten/npu_native_functions_by_codegen.yaml``
 (native function schemas, ``- func: name(Type arg=default, *, ...) -> ...``),
-``torch_npu/op_plugin/meta/_meta_registrations.py`` (Python meta kernels, ``@impl(m, "name")``), and
+``torch_npu/op_plugin/meta/_meta_registrations.py`` (Python meta kernels, ``@impl(m, "name")``; their
+parameters, and the kernels themselves made runnable on meta tensors), and
 ``torch_npu/include/third_party/op-plugin/op_plugin/include/AtbOpsInterface.h`` (the C++ prototypes
 of the ATB kernels such as ``_npu_rotary_embedding``, which neither of the other two lists).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,3 +143,58 @@ def python_params(function: Callable[..., Any]) -> list[Param]:
         default = NO_DEFAULT if p.default is inspect.Parameter.empty else p.default
         params.append(Param(p.name, p.kind is inspect.Parameter.KEYWORD_ONLY, default))
     return params
+
+
+class _ErrCode:
+    """torch_npu's ``ErrCode`` as the meta kernels name it: only its members' names matter there."""
+
+    def __getattr__(self, name: str) -> str:
+        return name
+
+
+def meta_functions(text: str, names: Iterable[str]) -> dict[str, Callable[..., Any]]:
+    """The Python meta kernels registered as ``names`` in ``_meta_registrations.py``, made callable
+    without importing torch_npu: each function is taken from the file's syntax tree with the module-
+    level functions and constants it uses (transitively), undecorated, and defined in a namespace of
+    torch, math, typing and stand-ins for torch_npu's error-text helpers (which only build messages)."""
+    import math
+    import typing
+
+    import torch
+
+    tree = ast.parse(text)
+    defs: dict[str, ast.stmt] = {}
+    registered: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            defs[node.name] = node
+            for decorator in node.decorator_list:
+                if (isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "impl"
+                        and len(decorator.args) == 2 and isinstance(decorator.args[1], ast.Constant)):
+                    registered[decorator.args[1].value] = node.name
+        elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+            for target in node.targets:
+                defs.setdefault(target.id, node)
+    wanted: list[str] = []
+    todo = [registered[name] for name in names]
+    while todo:
+        name = todo.pop()
+        if name in wanted or name not in defs:
+            continue
+        wanted.append(name)
+        node = defs[name]
+        parts = [*node.body, node.args] if isinstance(node, ast.FunctionDef) else [node]  # not the decorators
+        todo += [n.id for part in parts for n in ast.walk(part) if isinstance(n, ast.Name) and n.id in defs]
+    namespace: dict[str, Any] = {"torch": torch, "math": math, "ops_error": lambda code: "",
+                                 "pta_error": lambda code: "", "ErrCode": _ErrCode(),
+                                 **{n: getattr(typing, n) for n in ("Dict", "List", "Optional", "Tuple", "Union")}}
+    body = []
+    for name in sorted(set(wanted), key=lambda n: defs[n].lineno):
+        node = defs[name]
+        if isinstance(node, ast.FunctionDef):
+            node = ast.FunctionDef(node.name, node.args, node.body, [], node.returns, node.type_comment,
+                                   **({"type_params": node.type_params} if hasattr(node, "type_params") else {}))
+        body.append(node)
+    module = ast.fix_missing_locations(ast.Module(body=body, type_ignores=[]))
+    exec(compile(module, "_meta_registrations.py", "exec"), namespace)  # noqa: S102 (the wheel's own file, parsed)
+    return {name: namespace[registered[name]] for name in names}

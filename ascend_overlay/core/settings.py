@@ -32,6 +32,7 @@ LOG = "VLLM_ASCEND_OVERLAY_LOG"
 VERSION = "VLLM_VERSION"
 SIMULATE_NPU = "VLLM_ASCEND_OVERLAY_SIMULATE_NPU"
 SIMULATE_NPU_STATS = "VLLM_ASCEND_OVERLAY_SIMULATE_NPU_STATS"
+SIMULATE_NPU_CAPTURE = "VLLM_ASCEND_OVERLAY_SIMULATE_NPU_CAPTURE"
 PREFIX = "VLLM_ASCEND_OVERLAY"
 
 _TRUE = ("1", "true", "yes", "on")
@@ -80,6 +81,19 @@ def parse_log_level(raw: str) -> LogLevel:
 
 def parse_text(raw: str) -> str | None:
     return raw.strip() or None
+
+
+def parse_directory(raw: str) -> str | None:
+    """A directory that is there or can be made: not a file, not under a file (no write is tried)."""
+    text = raw.strip()
+    if not text:
+        return None
+    path = os.path.abspath(os.path.expanduser(text))
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise ValueError(f"a directory ({path} is not one)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -144,8 +158,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(SIMULATE_NPU, False, parse_flag, "1/true/yes/on or 0/false/no/off/''",
              "run the NPU platform on the simulated Ascend NPU (ascend_overlay/npu/sim; set by `ascend-overlay run "
              "--simulate-npu`; refused where a real torch_npu is importable)"),
-    Variable(SIMULATE_NPU_STATS, None, parse_text, "a directory",
-             "simulated NPU: each process keeps DIR/kernels-<pid>.json with its kernel call counts"),
+    Variable(SIMULATE_NPU_STATS, None, parse_directory, "a directory",
+             "simulated NPU: each process keeps DIR/kernels-<pid>.json with its kernel call counts and NPU "
+             "initialisations"),
+    Variable(SIMULATE_NPU_CAPTURE, None, parse_directory, "a directory",
+             "simulated NPU: each process saves every kernel call's inputs and outputs under "
+             "DIR/kernels-<pid>/ (bounded), to compare the kernels with vLLM's own path"),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
 

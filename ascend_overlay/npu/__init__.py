@@ -10,6 +10,9 @@ With ``VLLM_ASCEND_OVERLAY_SIMULATE_NPU=1`` (``ascend-overlay run --simulate-npu
 installs the simulated NPU of ``ascend_overlay.npu.sim`` in the process, so that every vLLM process
 (main, engine core, each worker) runs the NPU platform on a CPU machine; the simulator refuses to
 install where a real torch_npu is importable, and the plugin then goes on as without the variable.
+A simulator variable with a bad value (the switch itself included) stops the process with one line,
+strict or not: the user asked for an NPU, and vLLM, which swallows a plugin's exceptions, would
+otherwise serve on another platform.
 
 Nothing in this package file imports torch or vLLM; ``platform``, ``worker``, ``ops`` and ``sim`` do,
 and are imported only where vLLM (or a patch, at call time) needs them.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+from typing import NoReturn
 
 # The one switch of the simulated NPU (documented in docs/npu.md, declared in settings.py); never on by default.
 from ascend_overlay.core.settings import SIMULATE_NPU
@@ -84,20 +88,26 @@ def _simulate() -> bool:
     try:
         return read(SIMULATE_NPU)
     except ConfigError as exc:
-        _refused(str(exc))
-        return False
+        _cannot_start(str(exc))
 
 
 def _start_simulator() -> bool:
-    """Install the simulated NPU in this process; False (logged once) where it refuses."""
+    """Install the simulated NPU in this process; False (logged once) where a real NPU is here."""
     from ascend_overlay.npu import sim
 
     try:
         sim.install()
+    except sim.SimulatorMisconfigured as exc:
+        _cannot_start(str(exc))
     except sim.SimulatorRefused as exc:
         _refused(str(exc))
         return False
     return True
+
+
+def _cannot_start(message: str) -> NoReturn:
+    """A simulator variable the simulator cannot run with: the process stops, with this one line."""
+    raise SystemExit(f"ascend-overlay: simulated NPU cannot start: {message}")
 
 
 def _refused(message: str) -> None:

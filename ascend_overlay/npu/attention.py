@@ -17,10 +17,16 @@ tensors, vllm-ascend's layout, so the backend reads the same region as ``[2, blo
 kv_heads, head_size]``: the layer's memory is the same, only its interpretation is the kernels'.
 Block ids, the only thing vLLM knows about the inside of a block, keep their meaning.
 
-Not provided (each refused with a clear error): sliding windows, ALiBi, soft-capping, attention
-sinks, encoder or cross attention, quantised KV caches, speculative decoding. Dtypes: float16,
-bfloat16 and float32; float32 is what the simulated device verifies against vLLM (see docs/npu.md),
-and whether the kernels of a given card accept it is not verified here.
+Index tensors as the kernels take them, the way vllm-ascend passes them: vLLM's slot mapping is int64
+and padded with -1 when vLLM pads a batch; the ATB cache write takes int32 slots, all in range, so each
+step's slots are cut to the step's real tokens and cast to int32 once (``build``), and a step without
+attention metadata (vLLM's dummy runs, whose slots are all -1) writes nothing. Block tables and
+context lengths are int32 already.
+
+Not provided (each refused with a clear error, at start-up where vLLM builds the layer): sliding
+windows, ALiBi, soft-capping, attention sinks, encoder or cross attention, quantised KV caches,
+speculative decoding, micro-batching, and head sizes or head counts the kernels do not take. Dtypes:
+float16 and bfloat16, the only ones the three kernels take (float32 is refused by the platform).
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ def _torch_npu() -> Any:
 class NPUAttentionBackend(AttentionBackend):
     forward_includes_kv_cache_update: bool = False  # vLLM calls do_kv_cache_update first
 
-    supported_dtypes: ClassVar[list[torch.dtype]] = [torch.float16, torch.bfloat16, torch.float32]
+    supported_dtypes: ClassVar[list[torch.dtype]] = [torch.float16, torch.bfloat16]
     supported_kv_cache_dtypes: ClassVar[list[Any]] = ["auto"]
 
     @staticmethod
@@ -93,6 +99,12 @@ def _register() -> None:
 _register()
 
 
+def causal_mask() -> torch.Tensor:
+    """The compressed causal mask FIA takes for ``sparse_mode`` 3 (1 = masked, upper triangle), on the
+    host: the one vllm-ascend builds (``AttentionMaskBuilder.get_splitfuse_attn_mask``)."""
+    return torch.triu(torch.ones(_MASK_SIZE, _MASK_SIZE, dtype=torch.bool), diagonal=1).to(torch.int8)
+
+
 @dataclass
 class NPUAttentionMetadata:
     num_actual_tokens: int
@@ -101,7 +113,7 @@ class NPUAttentionMetadata:
     seq_lens: list[int]              # KV length of each sequence, host
     seq_lens_host: torch.Tensor      # the same as an int32 host tensor (paged attention's context_lens)
     block_table: torch.Tensor        # [sequences, max_blocks] int32, device
-    slot_mapping: torch.Tensor       # [tokens], device
+    slot_indices: torch.Tensor       # [num_actual_tokens] int32, device: the step's real slots only
     attn_mask: torch.Tensor          # [2048, 2048] int8 causal mask, device
 
 
@@ -115,8 +127,7 @@ class NPUAttentionMetadataBuilder(AttentionMetadataBuilder[NPUAttentionMetadata]
 
     def _causal_mask(self) -> torch.Tensor:
         if self._mask is None:
-            mask = torch.triu(torch.ones(_MASK_SIZE, _MASK_SIZE, dtype=torch.bool), diagonal=1)
-            self._mask = mask.to(torch.int8).to(self.device)
+            self._mask = causal_mask().to(self.device)
         return self._mask
 
     def build(self, common_prefix_len: int, common_attn_metadata: CommonAttentionMetadata,
@@ -137,7 +148,7 @@ class NPUAttentionMetadataBuilder(AttentionMetadataBuilder[NPUAttentionMetadata]
             seq_lens=seq_lens_host.tolist(),
             seq_lens_host=seq_lens_host,
             block_table=meta.block_table_tensor[:num_reqs],
-            slot_mapping=meta.slot_mapping,
+            slot_indices=meta.slot_mapping[: meta.num_actual_tokens].to(torch.int32),
             attn_mask=self._causal_mask(),
         )
 
@@ -151,6 +162,45 @@ def paged_caches(kv_cache: torch.Tensor, num_kv_heads: int, head_size: int) -> t
     num_blocks, _, block_size, _ = kv_cache.shape
     key_cache, value_cache = kv_cache.view(2, num_blocks, block_size, num_kv_heads, head_size).unbind(0)
     return key_cache, value_cache
+
+
+# The kernels' limits on a layer's shape (docs/npu.md, contract table): a model outside them is refused
+# when vLLM builds it, not at its first request.
+MAX_HEAD_SIZE = 256       # _npu_paged_attention: head size in (0, 256]
+HEAD_SIZE_MULTIPLE = 16   # npu_fused_infer_attention_score: fp16/bf16 with more than one query token
+MAX_HEADS = 256           # npu_fused_infer_attention_score: query heads
+MAX_GROUP = 64            # npu_fused_infer_attention_score: query heads per KV head
+
+
+def kernel_shape_problems(num_heads: int, num_kv_heads: int, head_size: int) -> list[str]:
+    """Why the attention kernels cannot take a layer of this shape (empty: they can)."""
+    problems = []
+    if not 0 < head_size <= MAX_HEAD_SIZE:
+        problems.append(f"head size {head_size} is outside (0, {MAX_HEAD_SIZE}] (_npu_paged_attention)")
+    if head_size % HEAD_SIZE_MULTIPLE:
+        problems.append(f"head size {head_size} is not a multiple of {HEAD_SIZE_MULTIPLE} "
+                        f"(npu_fused_infer_attention_score)")
+    if num_heads > MAX_HEADS:
+        problems.append(f"{num_heads} query heads per rank exceed {MAX_HEADS} (npu_fused_infer_attention_score)")
+    if num_kv_heads <= 0 or num_heads % num_kv_heads:
+        problems.append(f"{num_heads} query heads are not a multiple of {num_kv_heads} KV heads")
+    elif num_heads // num_kv_heads > MAX_GROUP:
+        problems.append(f"{num_heads // num_kv_heads} query heads per KV head exceed {MAX_GROUP} "
+                        f"(npu_fused_infer_attention_score)")
+    return problems
+
+
+def _step_metadata(layer: Any) -> NPUAttentionMetadata | None:
+    """This step's metadata of ``layer``, as vLLM's forward context holds it (None in a dummy run)."""
+    from vllm.forward_context import get_forward_context
+
+    metadata = get_forward_context().attn_metadata
+    if metadata is None:
+        return None
+    if isinstance(metadata, list):
+        raise NotImplementedError("the NPU attention backend does not support micro-batched or speculative "
+                                  "metadata (a list of per-layer dicts)")
+    return metadata.get(layer.layer_name)
 
 
 class NPUAttentionImpl(AttentionImpl[NPUAttentionMetadata]):
@@ -167,6 +217,10 @@ class NPUAttentionImpl(AttentionImpl[NPUAttentionMetadata]):
         refused = [name for name, present in unsupported.items() if present]
         if refused:
             raise NotImplementedError(f"the NPU attention backend does not support {', '.join(refused)}")
+        kernel_limits = kernel_shape_problems(num_heads, num_kv_heads or num_heads, head_size)
+        if kernel_limits:
+            raise NotImplementedError(f"the NPU attention kernels cannot serve this model's attention: "
+                                      f"{'; '.join(kernel_limits)}")
         self.num_heads = num_heads
         self.head_size = head_size
         self.scale = float(scale)
@@ -177,10 +231,16 @@ class NPUAttentionImpl(AttentionImpl[NPUAttentionMetadata]):
 
     def do_kv_cache_update(self, layer: torch.nn.Module, key: torch.Tensor, value: torch.Tensor,
                            kv_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+        """vLLM's ``slot_mapping`` (int64, padded with -1) is not what the kernel takes: the step's
+        metadata carries the real tokens' slots as int32. A dummy run has no metadata and only padding
+        slots: nothing is written, as vLLM's own cache kernels skip -1."""
+        metadata = _step_metadata(layer)
+        if metadata is None:
+            return
         key_cache, value_cache = paged_caches(kv_cache, self.num_kv_heads, self.head_size)
-        tokens = slot_mapping.shape[0]
+        tokens = metadata.num_actual_tokens
         _torch_npu()._npu_reshape_and_cache(key=key[:tokens], value=value[:tokens], key_cache=key_cache,
-                                            value_cache=value_cache, slot_indices=slot_mapping)
+                                            value_cache=value_cache, slot_indices=metadata.slot_indices)
 
     def forward(self, layer: AttentionLayer, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 kv_cache: torch.Tensor, attn_metadata: NPUAttentionMetadata | None, output: torch.Tensor,

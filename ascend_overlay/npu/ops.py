@@ -14,11 +14,17 @@ and one cached check), never from guesses about attributes. On a machine with ``
 tensors handed in must live on the NPU: that is always so under the NPU platform, which is the only
 place the patches route here.
 
-Kernel signatures (torch_npu 2.x, as used by vllm-ascend; no NPU was available to re-check them):
-``npu_swiglu(x, dim=-1) -> y``; ``npu_rms_norm(x, gamma, epsilon) -> (y, rstd)``;
-``npu_add_rms_norm(x1, x2, gamma, epsilon) -> (y, rstd, x1 + x2)``;
-``_npu_rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox_style)``, in place
-on ``query``/``key`` viewed as ``[num_tokens, num_heads * head_size]``.
+Kernel signatures (torch_npu 2.13/2.14, as vllm-ascend calls them; no NPU was available to re-check
+them): ``npu_swiglu(x, dim=-1) -> y``; ``npu_rms_norm(x, gamma, epsilon) -> (y, rstd)``;
+``npu_add_rms_norm(x1, x2, gamma, epsilon) -> (y, rstd, x1 + x2)``; ``npu_mrope(positions, query, key,
+cos_sin_cache, head_size, *, mrope_section, rotary_mode, cache_mode) -> (query, key)`` on
+``[num_tokens, num_heads * head_size]``.
+
+Why ``npu_mrope`` for rotary embeddings, not ``_npu_rotary_embedding``: the ATB kernel behind the
+latter builds its cos/sin tables once per process from the first cache it is given and ignores every
+later one (op-plugin ``RopeAtb.cpp``), so a model whose layers use two RoPE settings (per-layer bases,
+two rotary sizes) computes the wrong rotation on a card. ``npu_mrope`` reads the cache of each call
+(vllm-ascend moved to it in its PR #13631).
 """
 
 from __future__ import annotations
@@ -90,6 +96,14 @@ def _rms_norm_cpu(x: torch.Tensor, weight: torch.Tensor | None, eps: float,
 
 # -- RotaryEmbedding -------------------------------------------------------------------------------
 
+def rotary_kernel_takes(head_size: int, rotary_dim: int, dtype: torch.dtype) -> bool:
+    """Whether ``npu_mrope`` takes a layer of these sizes: head size and rotary size multiples of 32
+    (16 in float32), the rotary part no larger than the head (op-plugin's npu_mrope constraints).
+    Layers it does not take keep vLLM's own arithmetic."""
+    step = 16 if dtype == torch.float32 else 32
+    return head_size % step == 0 and rotary_dim % step == 0 and 0 < rotary_dim <= head_size
+
+
 def rotary_embedding(positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor | None,
                      head_size: int, rotary_dim: int, cos_sin_cache: torch.Tensor,
                      is_neox_style: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -101,37 +115,20 @@ def rotary_embedding(positions: torch.Tensor, query: torch.Tensor, key: torch.Te
     """
     npu = torch_npu_module()
     if npu is not None:
-        return _rotary_npu(npu, positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style)
+        return _rotary_npu(npu, positions, query, key, head_size, cos_sin_cache, is_neox_style)
     return _rotary_cpu(positions, query, key, head_size, rotary_dim, cos_sin_cache, is_neox_style)
 
 
 def _rotary_npu(npu: ModuleType, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor | None,
-                head_size: int, rotary_dim: int, cos_sin_cache: torch.Tensor,
+                head_size: int, cos_sin_cache: torch.Tensor,
                 is_neox_style: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     num_tokens = query.shape[0]
-    if rotary_dim == head_size:
-        # Full rotary: the kernel works in place on the flattened heads; contiguous() is a no-op
-        # (a view of the caller's tensor) in the common case, so the caller's q/k are updated too.
-        q = query.contiguous().view(num_tokens, -1)
-        k = key.contiguous().view(num_tokens, -1) if key is not None else q.new_empty((num_tokens, head_size))
-        npu._npu_rotary_embedding(positions, q, k, head_size, cos_sin_cache, is_neox_style)
-        return q.view(query.shape), (k.view(key.shape) if key is not None else None)
-    # Partial rotary: rotate a contiguous copy of the rotary channels, then put the rest back.
-    q_heads = query.view(num_tokens, -1, head_size)
-    q_rot = q_heads[..., :rotary_dim].contiguous().view(num_tokens, -1)
-    if key is not None:
-        k_heads = key.view(num_tokens, -1, head_size)
-        k_rot = k_heads[..., :rotary_dim].contiguous().view(num_tokens, -1)
-    else:
-        k_rot = q_rot.new_empty((num_tokens, rotary_dim))  # the kernel needs a key; this one is dropped
-    npu._npu_rotary_embedding(positions, q_rot, k_rot, rotary_dim, cos_sin_cache, is_neox_style)
-    query_out = torch.cat((q_rot.view(num_tokens, -1, rotary_dim), q_heads[..., rotary_dim:]),
-                          dim=-1).reshape(query.shape)
-    if key is None:
-        return query_out, None
-    key_out = torch.cat((k_rot.view(num_tokens, -1, rotary_dim), k_heads[..., rotary_dim:]),
-                        dim=-1).reshape(key.shape)
-    return query_out, key_out
+    q = query.reshape(num_tokens, -1)
+    # The kernel takes a key; a layer without one rotates a throwaway head.
+    k = key.reshape(num_tokens, -1) if key is not None else q.new_zeros((num_tokens, head_size))
+    q_out, k_out = npu.npu_mrope(positions.flatten(), q, k, cos_sin_cache, head_size, mrope_section=[0, 0, 0],
+                                 rotary_mode="half" if is_neox_style else "interleave", cache_mode="default")
+    return q_out.view(query.shape), (k_out.view(key.shape) if key is not None else None)
 
 
 def _rotary_cpu(positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor | None,

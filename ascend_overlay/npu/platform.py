@@ -12,6 +12,7 @@ importing vLLM and torch at module level is therefore fine here.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 import torch
@@ -28,7 +29,13 @@ log = logging.getLogger("ascend_overlay")
 
 NPU_ATTENTION_BACKEND = "ascend_overlay.npu.attention.NPUAttentionBackend"
 
-_NPU_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+# The attention kernels (npu_fused_infer_attention_score, _npu_paged_attention, _npu_reshape_and_cache) take
+# float16 and bfloat16 only; the first is vLLM's fallback for an "auto" dtype it cannot use.
+_NPU_DTYPES = (torch.bfloat16, torch.float16)
+MAX_FIA_SEQUENCES = 4096  # npu_fused_infer_attention_score, TND layout: at most this many sequences per call
+FLOAT32_REFUSAL = ("dtype float32 cannot be served on the NPU: npu_fused_infer_attention_score, _npu_paged_attention "
+                   "and _npu_reshape_and_cache take float16 and bfloat16 only (op-plugin docs; CANN ATB "
+                   "reference). Serve with --dtype bfloat16 (or float16).")
 
 
 class NPUPlatform(Platform):
@@ -45,6 +52,11 @@ class NPUPlatform(Platform):
     # torch.compile's default (inductor) has no NPU code generator without extra Ascend packages;
     # vLLM compiles small helpers with this backend, so keep them eager.
     simple_compile_backend: str = "eager"
+
+    @property
+    def supported_dtypes(self) -> list[torch.dtype]:
+        """vLLM downcasts an "auto" float32 model to the first of these (the kernels take no float32)."""
+        return list(_NPU_DTYPES)
 
     @classmethod
     def import_kernels(cls) -> None:
@@ -64,28 +76,39 @@ class NPUPlatform(Platform):
     @classmethod
     def apply_config_platform_defaults(cls, vllm_config: VllmConfig) -> None:
         """Runs before vLLM picks its compilation default (VLLM_COMPILE with inductor, which has no
-        NPU code generator here): make eager the default, which also makes custom ops default on."""
+        NPU code generator here): make eager the default, which also makes custom ops default on.
+        It is also the one place that still sees what the operator asked for before vLLM's defaults
+        fill it in: flags asking for compilation or graph capture are named in one warning line
+        (vLLM's own "disabled" line does not say the platform ignores them)."""
         from vllm.config import CompilationMode
 
+        ignored = unhonoured_flags(vllm_config, sys.argv)
+        if ignored:
+            log.warning("ascend-overlay: the NPU platform runs eager; not honoured: %s", ", ".join(ignored))
         if vllm_config.compilation_config.mode is None:
             vllm_config.compilation_config.mode = CompilationMode.NONE
 
     @classmethod
     def check_and_update_config(cls, vllm_config: VllmConfig) -> None:
-        """vLLM's config hook: enable the NPU custom ops, pick the NPU worker, and turn off graph
-        capture, which this platform does not provide (no ACL graph wrapper)."""
+        """vLLM's config hook, run in the front-end before anything starts: refuse float32 (no
+        attention kernel takes it), enable the NPU custom ops, pick the NPU worker, and run eager:
+        this platform has no ACL graph wrapper and inductor no NPU code generator."""
         from vllm.config import CompilationMode, CUDAGraphMode
 
+        model = vllm_config.model_config
+        if model is not None and model.dtype == torch.float32:
+            raise ValueError(FLOAT32_REFUSAL)
+        scheduler = vllm_config.scheduler_config
+        if scheduler is not None and scheduler.max_num_seqs > MAX_FIA_SEQUENCES:
+            raise ValueError(f"--max-num-seqs {scheduler.max_num_seqs} exceeds the {MAX_FIA_SEQUENCES} sequences "
+                             f"npu_fused_infer_attention_score takes in one TND call (op-plugin docs)")
         compilation = vllm_config.compilation_config
         for name in NPU_CUSTOM_OPS:
             # An explicit "-name" from the user wins; otherwise the op must be on, even under a
             # "none" base, or its object would never reach forward_oot and the NPU kernel.
             if f"-{name}" not in compilation.custom_ops and f"+{name}" not in compilation.custom_ops:
                 compilation.custom_ops.append(f"+{name}")
-        if compilation.mode not in (None, CompilationMode.NONE):
-            log.warning("ascend-overlay: compilation mode %s is not supported by the NPU platform; "
-                        "running eager", compilation.mode)
-            compilation.mode = CompilationMode.NONE
+        compilation.mode = CompilationMode.NONE
         compilation.cudagraph_mode = CUDAGraphMode.NONE
         compilation.cudagraph_capture_sizes = []
         parallel = vllm_config.parallel_config
@@ -125,7 +148,15 @@ class NPUPlatform(Platform):
 
     @classmethod
     def get_device_total_memory(cls, device_id: int = 0) -> int:
-        """Sizes default batch limits (EngineArgs) and is recorded in the startup plan."""
+        """Sizes default batch limits (EngineArgs) and is recorded in the startup plan. Asking a card
+        initialises the NPU runtime in the asking process, and vLLM asks in its front-end, which then
+        forks (vLLM's default start method; it forces spawn only for CUDA and XPU): every forked
+        child's NPU call then fails. So the question is answered only where the NPU is initialised
+        already (a worker after ``set_device``); elsewhere it raises ``NotImplementedError``, which
+        vLLM's callers treat as "unknown" (vllm-ascend raises always: its PR #10711)."""
+        if not torch.npu.is_initialized():
+            raise NotImplementedError("the NPU's memory is not asked for in a process that has not initialised "
+                                      "the NPU (that would initialise it before vLLM forks)")
         return torch.npu.get_device_properties(device_id).total_memory
 
     @classmethod
@@ -147,6 +178,30 @@ class NPUPlatform(Platform):
     @classmethod
     def check_if_supports_dtype(cls, dtype: torch.dtype) -> None:
         """Workers check the model dtype before loading it (the base raises NotImplementedError)."""
+        if dtype == torch.float32:
+            raise ValueError(FLOAT32_REFUSAL)
         if dtype not in _NPU_DTYPES:
             raise ValueError(f"dtype {dtype} is not supported on the NPU; use one of "
                              f"{', '.join(str(d).replace('torch.', '') for d in _NPU_DTYPES)} (--dtype)")
+
+
+def unhonoured_flags(vllm_config: VllmConfig, argv: list[str]) -> list[str]:
+    """What the operator asked for beyond eager execution, in the words they typed it: an explicit
+    compilation mode or graph-capture mode, an optimisation level other than vLLM's default (-O2,
+    which cannot be told from an explicit -O2) and above -O0, and ``--no-enforce-eager`` on the
+    command line (its value is also the default, so only ``argv`` tells that it was asked for)."""
+    from vllm.config import CompilationMode, CUDAGraphMode
+
+    compilation = vllm_config.compilation_config
+    found = []
+    if compilation.mode not in (None, CompilationMode.NONE):
+        found.append(f"-cc.mode={compilation.mode.name}")
+    if compilation.cudagraph_mode not in (None, CUDAGraphMode.NONE):
+        found.append(f"-cc.cudagraph_mode={compilation.cudagraph_mode.name}")
+    level = int(getattr(vllm_config, "optimization_level", 2))  # vLLM's OptimizationLevel, an IntEnum
+    if level not in (0, 2):
+        found.append(f"-O{level}")
+    if any(arg == "--no-enforce-eager" or arg.replace("_", "-") in ("--enforce-eager=false", "--enforce-eager=0")
+           for arg in argv):
+        found.append("--no-enforce-eager")
+    return found

@@ -2,7 +2,8 @@
 completion, prints what the overlay did in each process, and shuts down with no orphan left.
 
 With ``simulate_npu`` the same job runs vLLM on the NPU platform over the simulated Ascend NPU
-(``ascend-overlay run --simulate-npu``), and also prints which torch_npu kernels served it."""
+(``ascend-overlay run --simulate-npu``) in bfloat16, the dtype a card runs, and also prints which
+torch_npu kernels served the completion."""
 
 from __future__ import annotations
 
@@ -37,15 +38,18 @@ def run_demo(model_dir: Path | None = None, prompt: str = "Hello world", max_tok
         launcher = [str(BIN / "ascend-overlay"), "run", *run_flags, "--", str(BIN / "vllm"), "serve"]
         print(f"[demo] starting: ascend-overlay run {' '.join(run_flags + ['--'])} vllm serve {model} ... "
               f"(about a minute on 2 CPU cores)")
-        server = VllmServer(model, env, command=launcher)
+        server = VllmServer(model, env, command=launcher, extra_args=["--dtype", "bfloat16"] if simulate_npu else [])
         try:
             with server:
                 print(f"[demo] vLLM is serving on http://127.0.0.1:{server.port}")
+                before = _kernel_totals(kernel_stats) if simulate_npu else {}
                 reply = server.complete(prompt, max_tokens=max_tokens)
                 print(f"[demo] POST /v1/completions {json.dumps({'prompt': prompt, 'max_tokens': max_tokens})}")
                 print(f"[demo] -> {json.dumps(reply['choices'][0]['text'])} "
                       f"({reply['usage']['completion_tokens']} tokens, finish_reason={reply['choices'][0]['finish_reason']})")
                 children = server.children
+                if simulate_npu:
+                    _print_request_kernels(kernel_stats, before)
         except (RuntimeError, TimeoutError) as exc:
             print(f"[demo] vLLM failed to start: {exc}", file=sys.stderr)
             return 1
@@ -59,12 +63,33 @@ def run_demo(model_dir: Path | None = None, prompt: str = "Hello world", max_tok
         return 0 if not leftover else 1
 
 
-def _print_kernel_counts(directory: Path) -> None:
-    from ascend_overlay.npu.sim.counters import read_counts
+def _kernel_totals(directory: Path) -> dict[str, int]:
+    from ascend_overlay.npu.sim.counters import total_counts
 
-    counts = read_counts(directory) if directory.exists() else {}
+    return total_counts(directory) if directory.exists() else {}
+
+
+def _print_request_kernels(directory: Path, before: dict[str, int]) -> None:
+    """The kernels that served the completion: call counts since the server was ready (the counters
+    are flushed within a fraction of a second of a call)."""
+    import time
+
+    time.sleep(0.5)
+    after = _kernel_totals(directory)
+    served = {name: n - before.get(name, 0) for name, n in after.items() if n > before.get(name, 0)}
+    print("[demo] torch_npu kernels that served this completion (bfloat16, on the simulated NPU):")
+    print("    " + (", ".join(f"{name}={n}" for name, n in sorted(served.items())) or "(none recorded)"))
+
+
+def _print_kernel_counts(directory: Path) -> None:
+    from ascend_overlay.npu.sim.counters import read_records
+
+    records = read_records(directory) if directory.exists() else {}
     print("[demo] torch_npu kernels the simulated NPU ran (calls per process, warm-up included):")
-    for pid, kernels in counts.items():
-        print(f"    pid={pid:<8} " + ", ".join(f"{name}={n}" for name, n in sorted(kernels.items())))
-    if not counts:
+    for pid, record in records.items():
+        kernels = record["kernels"]
+        calls = ", ".join(f"{name}={n}" for name, n in sorted(kernels.items())) or "no kernel"
+        init = "NPU initialised" if record.get("lazy_inits") else "NPU never initialised"
+        print(f"    pid={pid:<8} {calls} ({init})")
+    if not records:
         print("    (none recorded)")

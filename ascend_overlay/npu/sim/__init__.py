@@ -12,7 +12,9 @@ Switched on only explicitly, with ``VLLM_ASCEND_OVERLAY_SIMULATE_NPU=1`` (``asce
 
 The NPU platform plugin installs it in every vLLM process (main, engine core, each worker), before
 vLLM resolves its platform. It never shadows a real NPU: where a real torch_npu is installed,
-installing refuses (``SimulatorRefused``).
+installing refuses (``SimulatorRefused``). A simulator variable with a value it cannot run with
+(``ASCEND_RT_VISIBLE_DEVICES``, the stats and capture directories) refuses too
+(``SimulatorMisconfigured``), before anything is installed, so a process is never half-simulated.
 
 The simulator proves the NPU path's plumbing and numerics as vLLM runs it: the platform, worker,
 model runner, attention backend and kernel patches on a device that is not CUDA and not CPU. It
@@ -39,6 +41,11 @@ class SimulatorRefused(OverlayError):
     """The simulator will not install here; the message says why and what to do."""
 
 
+class SimulatorMisconfigured(SimulatorRefused):
+    """A simulator variable has a value the simulator cannot run with. The user asked for an NPU, so
+    this fails start-up (strict or not) rather than letting vLLM fall back to another platform."""
+
+
 _installed = False
 
 
@@ -62,14 +69,37 @@ def real_torch_npu_origin() -> str | None:
     return spec.origin or next(iter(spec.submodule_search_locations or []), None) or "installed"
 
 
-def refusal() -> str | None:
-    """Why the simulator must not install in this interpreter, or None when it may."""
+def _real_npu_refusal() -> str | None:
     origin = real_torch_npu_origin()
     if origin is None:
         return None
     return (f"a real torch_npu is importable here ({origin}); the NPU simulator never shadows a real NPU. "
             f"Unset VLLM_ASCEND_OVERLAY_SIMULATE_NPU (or drop --simulate-npu) to use the real one, or simulate "
             f"in an environment without torch_npu.")
+
+
+def misconfiguration(environ: dict[str, str] | os._Environ | None = None) -> str | None:
+    """The first simulator variable of ``environ`` (default: this process's) whose value the simulator
+    cannot run with, as one line; None when all are usable."""
+    from ascend_overlay.core.errors import ConfigError
+    from ascend_overlay.core.settings import SIMULATE_NPU_CAPTURE, SIMULATE_NPU_STATS, read
+
+    env = os.environ if environ is None else environ
+    try:
+        visible_device_count(env)
+    except SimulatorRefused as exc:
+        return str(exc)
+    for name in (SIMULATE_NPU_STATS, SIMULATE_NPU_CAPTURE):
+        try:
+            read(name, env)
+        except ConfigError as exc:
+            return str(exc)
+    return None
+
+
+def refusal(environ: dict[str, str] | os._Environ | None = None) -> str | None:
+    """Why the simulator must not install with this environment, or None when it may."""
+    return misconfiguration(environ) or _real_npu_refusal()
 
 
 def visible_device_count(environ: dict[str, str] | os._Environ | None = None) -> int:
@@ -100,24 +130,35 @@ def _run_compiled_functions_eagerly() -> None:
 
 
 def install() -> None:
-    """Make this process run on the simulated NPU. Idempotent; raises ``SimulatorRefused``."""
+    """Make this process run on the simulated NPU. Idempotent; raises ``SimulatorMisconfigured``
+    (a bad simulator variable) or ``SimulatorRefused`` (a real NPU is here), with nothing installed."""
     global _installed
     if _installed:
         return
-    reason = refusal()
+    problem = misconfiguration()
+    if problem is not None:
+        raise SimulatorMisconfigured(problem)
+    reason = _real_npu_refusal()
     if reason is not None:
         raise SimulatorRefused(reason)
     count = visible_device_count()
 
     from ascend_overlay.core import requirements
-    from ascend_overlay.npu.sim import counters, device, hccl, module, runtime, torch_api
+    from ascend_overlay.core.settings import SIMULATE_NPU_CAPTURE, SIMULATE_NPU_STATS, read
+    from ascend_overlay.npu.sim import capture, counters, device, hccl, lazy_init, module, runtime, torch_api
 
+    for name, start in ((SIMULATE_NPU_STATS, counters.counters.start), (SIMULATE_NPU_CAPTURE, capture.start)):
+        directory = read(name)
+        try:
+            start(directory)
+        except OSError as exc:
+            raise SimulatorMisconfigured(f"{name}={directory!r} cannot be written: {exc}") from None
+    lazy_init.install()
     device.install(count, backend_module=runtime)
     torch_api.install()
     _run_compiled_functions_eagerly()
     hccl.register()
     module.install()
-    counters.counters.start(os.environ.get(counters.STATS_ENV))
     # Answers computed before the device existed ("no NPU here") must not outlive it.
     requirements.torch_npu_importable.cache_clear()
     requirements.npu_available.cache_clear()

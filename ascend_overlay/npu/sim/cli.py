@@ -1,8 +1,8 @@
 """``ascend-overlay run --simulate-npu``: the environment that turns the simulated NPU on.
 
 Checked here, before the command starts, so that an operator who asks for the simulator on a
-machine with a real NPU gets a refusal at once rather than a vLLM that quietly runs on the card
-(each vLLM process would refuse again, and go on with the real NPU).
+machine with a real NPU, or with a simulator variable it cannot run with, gets a refusal at once
+rather than a vLLM that quietly runs on the card or fails in every process.
 """
 
 from __future__ import annotations
@@ -14,12 +14,7 @@ def simulation_environment(env: dict[str, str]) -> tuple[dict[str, str], str | N
     """``env`` with the simulator switched on, and None; or ``env`` unchanged and the refusal."""
     from ascend_overlay.npu import sim
 
-    reason = sim.refusal()
-    if reason is None:
-        try:
-            sim.visible_device_count(env)
-        except sim.SimulatorRefused as exc:
-            reason = str(exc)
+    reason = sim.refusal(env)
     if reason is not None:
         return env, reason
     return {**env, SIMULATE_NPU: "1"}, None

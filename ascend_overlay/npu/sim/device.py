@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_map
 
+from ascend_overlay.npu.sim import lazy_init
+
 DEVICE_TYPE = "npu"
 # The simulated device's memory, per device. vLLM sizes its KV cache from it
 # (gpu_memory_utilization x total), and the simulator backs it with host RAM: kept modest.
@@ -165,6 +167,7 @@ def _rebuild(cpu: torch.Tensor, index: int) -> NpuTensor:
 
 
 def wrap(cpu: torch.Tensor, index: int) -> NpuTensor:
+    lazy_init.ensure("a tensor on the npu device")  # every NPU tensor is made here: creating one initialises
     memory.track(cpu.untyped_storage(), index)
     if torch._C.is_inference_mode_enabled():
         # A wrapper made under inference mode would be an inference tensor; torch then refuses to

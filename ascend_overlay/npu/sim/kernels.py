@@ -1,13 +1,16 @@
 """The torch_npu kernels the overlay calls, computed on CPU for the simulated device.
 
 Each function has the signature torch_npu 2.14.0 publishes for it (parameter names, order, keyword-
-only parameters and defaults; ``tests/test_npu_sim_schemas.py`` checks them against the wheel) and
-computes what the kernel's documentation specifies, in float32 with the result in the input dtype.
-Tensor arguments must be on the NPU (``context_lens`` of paged attention is a host tensor, as
-torch_npu takes it); a CPU tensor is refused as the device would refuse it. Options the real kernel
-has but this simulation does not compute (quantisation, other layouts and sparse modes) raise
-``NotImplementedError`` naming the option, never a silently different result. Every call is counted
-(``counters``) so a run can show which kernels served it.
+only parameters and defaults; ``tests/test_npu_sim_schemas.py`` checks them against the wheel),
+returns what the wheel's meta kernels say it returns (``tests/test_npu_sim_meta.py``), and computes
+what the kernel's documentation specifies, in float32 with the result in the input dtype. Before it
+computes, every call is held to the kernel's contract (``contracts``: dtypes, index dtypes and ranges,
+shape limits, contiguity), which refuses what a card refuses. Tensor arguments must be on the NPU
+(``context_lens`` of paged attention is a host tensor, as torch_npu takes it); a CPU tensor is
+refused as the device would refuse it. Options the real kernel has but this simulation does not
+compute (quantisation, other layouts and sparse modes) raise ``NotImplementedError`` naming the
+option, never a silently different result. Every call is counted (``counters``) and, when asked for,
+recorded (``capture``) so a run can show which kernels served it and what they computed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 
+from ascend_overlay.npu.sim import capture, contracts
 from ascend_overlay.npu.sim.counters import counters
 from ascend_overlay.npu.sim.device import NpuTensor, wrap
 
@@ -27,7 +31,8 @@ _MASK_SIZE = 2048  # the compressed causal mask torch_npu takes for sparse_mode 
 
 
 def kernel(host_args: Sequence[str] = ()) -> Callable[[_F], _F]:
-    """Count calls, check devices, hand the body CPU tensors and put its results on the NPU."""
+    """Count calls, check devices and the kernel's contract, hand the body CPU tensors and put its
+    results on the NPU."""
 
     def decorate(body: _F) -> _F:
         import inspect
@@ -52,13 +57,31 @@ def kernel(host_args: Sequence[str] = ()) -> Callable[[_F], _F]:
                                        f"takes it on the npu device")
             if index is None:
                 raise RuntimeError(f"{body.__name__}: no argument is on the npu device")
+            bound.apply_defaults()
+            contracts.check(body.__name__, bound.arguments)
             counters.record(body.__name__)
+            recording = capture.begin(body.__name__, bound.arguments)
             result = body(*bound.args, **bound.kwargs)
+            if recording is not None:
+                recording.finish(bound.arguments, result)
             return _to_npu(result, index)
 
         return npu_kernel  # type: ignore[return-value]
 
     return decorate
+
+
+def on_host(kernel_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A simulated kernel run on host tensors, its contract checked as on the device: how tests hold
+    the arithmetic and the contract without installing the simulated device in their process (the
+    device checks, counters and results on the NPU are the device's, tested in a simulated process)."""
+    import inspect
+
+    body = kernel_fn.__wrapped__  # type: ignore[attr-defined]
+    bound = inspect.signature(body).bind(*args, **kwargs)
+    bound.apply_defaults()
+    contracts.check(body.__name__, bound.arguments)
+    return body(*bound.args, **bound.kwargs)
 
 
 def _to_npu(result: Any, index: int) -> Any:
@@ -107,28 +130,74 @@ def npu_add_rms_norm(x1: torch.Tensor, x2: torch.Tensor, gamma: torch.Tensor,
     return y, rstd, x
 
 
-# -- rotary embedding (ATB, in place) ---------------------------------------------------------------
+# -- rotary embedding ----------------------------------------------------------------------------------
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, neox: bool) -> torch.Tensor:
+    """``x`` ``[tokens, heads, rotary_dim]`` rotated by ``cos``/``sin`` ``[tokens, 1, rotary_dim // 2]``,
+    in float32."""
+    h = x.float()
+    if neox:
+        a, b = h.chunk(2, dim=-1)
+        return torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)
+    a, b = h[..., 0::2], h[..., 1::2]
+    return torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)
+
+
+class _FrozenRopeTables:
+    """The ATB Rope kernel's process statics: cos/sin built from the first ``cos_sin_cache`` it is
+    given, reused for every later call whatever cache that call passes (op-plugin RopeAtb.cpp)."""
+
+    def __init__(self) -> None:
+        self.cos: torch.Tensor | None = None
+        self.sin: torch.Tensor | None = None
+
+    def tables(self, cos_sin_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cos is None or self.sin is None:
+            cos, sin = cos_sin_cache.chunk(2, dim=-1)
+            self.cos, self.sin = cos.clone(), sin.clone()
+        return self.cos, self.sin
+
+
+_rope_tables = _FrozenRopeTables()
+
 
 @kernel(host_args=())
 def _npu_rotary_embedding(positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor, head_size: int,
                           cos_sin_cache: torch.Tensor, is_neox_style: bool) -> None:
     """Rotate every head of ``query`` and ``key`` (``[tokens, heads * head_size]``) in place by the
-    angles of ``positions``; ``cos_sin_cache`` is ``[max_position, head_size]``, cos half then sin half."""
-    if cos_sin_cache.shape[-1] != head_size:
-        raise ValueError(f"_npu_rotary_embedding: cos_sin_cache has {cos_sin_cache.shape[-1]} channels, "
-                         f"head_size is {head_size}; the kernel rotates whole heads")
-    cos, sin = cos_sin_cache.index_select(0, positions.flatten().long()).float().chunk(2, dim=-1)
-    cos, sin = cos[:, None, :], sin[:, None, :]
+    angles of ``positions``, with the cos/sin this process froze at its first call (ATB Rope)."""
+    cos, sin = _rope_tables.tables(cos_sin_cache)
+    if 2 * cos.shape[-1] != head_size:
+        raise RuntimeError(f"_npu_rotary_embedding: RopeOperation setup failed! cos/sin frozen from this process's "
+                           f"first cos_sin_cache have {2 * cos.shape[-1]} channels, head_size is {head_size}")
+    flat = positions.flatten().long()
+    if flat.numel() and int(flat.max()) >= cos.shape[0]:
+        raise RuntimeError(f"_npu_rotary_embedding: position {int(flat.max())} is outside the {cos.shape[0]} rows "
+                           f"of the cos/sin this process froze at its first call")
+    cos_t, sin_t = cos.index_select(0, flat).float()[:, None, :], sin.index_select(0, flat).float()[:, None, :]
     for tensor in (query, key):
         heads = tensor.view(tensor.shape[0], -1, head_size)
-        h = heads.float()
-        if is_neox_style:
-            a, b = h.chunk(2, dim=-1)
-            rotated = torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)
-        else:
-            a, b = h[..., 0::2], h[..., 1::2]
-            rotated = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)
-        heads.copy_(rotated.to(tensor.dtype))
+        heads.copy_(_rotate(heads, cos_t, sin_t, is_neox_style).to(tensor.dtype))
+
+
+@kernel()
+def npu_mrope(positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor, cos_sin_cache: torch.Tensor,
+              head_size: int, *, mrope_section: Sequence[int] | None = None, rotary_mode: str | None = "half",
+              cache_mode: str | None = "default") -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE mode (1-D ``positions``): new ``query``/``key`` (``[tokens, heads * head_size]``) whose first
+    ``rotary_dim = cos_sin_cache.shape[-1]`` channels of every head are rotated by this call's cache
+    (cos half, then sin half); the other channels pass through. ``rotary_mode`` 'half' is NeoX style,
+    'interleave' GPT-J style."""
+    rotary_dim = cos_sin_cache.shape[-1]
+    flat = positions.long()
+    cos, sin = cos_sin_cache.index_select(0, flat).float().chunk(2, dim=-1)
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    outputs = []
+    for tensor in (query, key):
+        heads = tensor.view(tensor.shape[0], -1, head_size)
+        rotated = _rotate(heads[..., :rotary_dim], cos, sin, rotary_mode == "half").to(tensor.dtype)
+        outputs.append(torch.cat((rotated, heads[..., rotary_dim:]), dim=-1).reshape(tensor.shape))
+    return outputs[0], outputs[1]
 
 
 # -- paged KV cache and attention ---------------------------------------------------------------------
@@ -137,15 +206,10 @@ def _npu_rotary_embedding(positions: torch.Tensor, query: torch.Tensor, key: tor
 def _npu_reshape_and_cache(key: torch.Tensor, value: torch.Tensor, key_cache: torch.Tensor,
                            value_cache: torch.Tensor, slot_indices: torch.Tensor) -> None:
     """Write each token's ``key``/``value`` (``[tokens, kv_heads, head_size]``) into the paged caches
-    (``[blocks, block_size, kv_heads, head_size]``) at its slot; negative slots (padding) are skipped."""
+    (``[blocks, block_size, kv_heads, head_size]``) at its slot (int32, each in range: the contract)."""
     slots = slot_indices.long()
-    keep = slots >= 0
-    tokens = keep.nonzero().flatten()
-    slots = slots[tokens]
-    flat_k = key_cache.view(-1, *key_cache.shape[2:])
-    flat_v = value_cache.view(-1, *value_cache.shape[2:])
-    flat_k.index_copy_(0, slots, key[tokens].to(key_cache.dtype))
-    flat_v.index_copy_(0, slots, value[tokens].to(value_cache.dtype))
+    key_cache.view(-1, *key_cache.shape[2:]).index_copy_(0, slots, key)
+    value_cache.view(-1, *value_cache.shape[2:]).index_copy_(0, slots, value)
 
 
 def _gather_kv(cache: torch.Tensor, blocks: torch.Tensor, length: int, kv_heads: int) -> torch.Tensor:
@@ -250,10 +314,9 @@ def npu_fused_infer_attention_score(
             v = _gather_kv(value, block_table[seq], length, kv_heads)
             out[start:end] = _attend(query[start:end], k, v, scale, causal).to(query.dtype)
         start = end
-    lse = torch.zeros(1, dtype=torch.float32)
     if softmax_lse_flag:
         raise NotImplementedError("npu_fused_infer_attention_score: softmax_lse_flag is not simulated")
-    return out, lse
+    return out, torch.empty(0, dtype=torch.float32)  # no lse asked for: the wheel's meta kernel returns [0]
 
 
 # -- published but not simulated ----------------------------------------------------------------------
@@ -273,6 +336,6 @@ def npu_fusion_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Te
                               "vLLM's NPU path calls (see ascend_overlay.npu.sim.kernels.KERNELS)")
 
 
-KERNELS = {f.__name__: f for f in (npu_swiglu, npu_rms_norm, npu_add_rms_norm, _npu_rotary_embedding,
+KERNELS = {f.__name__: f for f in (npu_swiglu, npu_rms_norm, npu_add_rms_norm, _npu_rotary_embedding, npu_mrope,
                                    _npu_reshape_and_cache, _npu_paged_attention, npu_fused_infer_attention_score)}
 NOT_SIMULATED = {f.__name__: f for f in (npu_fusion_attention,)}

@@ -1,5 +1,8 @@
 """``torch.npu`` of the simulated device: what torch_npu's device module offers and vLLM uses.
 
+The device initialises lazily, as torch_npu's does (``lazy_init``): the calls that initialise a card
+initialise the simulated one, and a child forked after that refuses them.
+
 Kernels run synchronously on CPU, so every stream is always idle and every event is complete:
 streams and events are torch's own ``torch.Stream``/``torch.Event`` on the ``npu`` device (recorded
 through torch's Python device guard, which completes them at once), and ``synchronize`` returns at
@@ -18,6 +21,7 @@ from typing import Any
 import torch
 
 from ascend_overlay.npu.sim import device as _device
+from ascend_overlay.npu.sim import lazy_init
 
 DEVICE_NAME = "Ascend910B (simulated)"
 
@@ -35,19 +39,19 @@ def is_available() -> bool:
 
 
 def is_initialized() -> bool:
-    return True
+    return lazy_init.is_initialised()
 
 
 def init() -> None:
-    return None
+    lazy_init.ensure("torch.npu.init")
 
 
 def _is_in_bad_fork() -> bool:
-    return False
+    return lazy_init.in_bad_fork()
 
 
 def _lazy_init() -> None:
-    return None
+    lazy_init.ensure("torch.npu._lazy_init")
 
 
 def device_count() -> int:
@@ -55,19 +59,24 @@ def device_count() -> int:
 
 
 def current_device() -> int:
+    lazy_init.ensure("torch.npu.current_device")
     return _device.current_index()
 
 
 def set_device(device: Any) -> None:
-    _device.set_current_index(_index(device))
+    index = _index(device)
+    lazy_init.ensure("torch.npu.set_device")
+    _device.set_current_index(index)
 
 
 @contextlib.contextmanager
 def device(index: Any) -> Iterator[None]:
     """``with torch.npu.device(i)``: select a device for a block."""
+    if index is None or (isinstance(index, int) and index < 0):
+        yield
+        return
     previous = current_device()
-    if index is not None and not (isinstance(index, int) and index < 0):
-        set_device(index)
+    set_device(index)
     try:
         yield
     finally:
@@ -78,6 +87,7 @@ def synchronize(device: Any = None) -> None:
     """Kernels ran on the CPU when they were called: nothing is ever pending."""
     if device is not None:
         _index(device)
+    lazy_init.ensure("torch.npu.synchronize")
 
 
 def get_device_name(device: Any = None) -> str:
@@ -94,6 +104,7 @@ class DeviceProperties:
 
 def get_device_properties(device: Any = None) -> DeviceProperties:
     _index(device)
+    lazy_init.ensure("torch.npu.get_device_properties")
     return DeviceProperties(DEVICE_NAME, _device.TOTAL_MEMORY)
 
 
@@ -227,6 +238,7 @@ def reset_accumulated_memory_stats(device: Any = None) -> None:
 
 def mem_get_info(device: Any = None) -> tuple[int, int]:
     """(free, total) bytes of the simulated device, as seen by this process."""
+    lazy_init.ensure("torch.npu.mem_get_info")
     used = memory_allocated(device)
     return max(_device.TOTAL_MEMORY - used, 0), _device.TOTAL_MEMORY
 
