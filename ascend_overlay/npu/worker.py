@@ -54,7 +54,7 @@ class NPUWorker(Worker):
         if self.device_config.device_type != "npu":
             raise RuntimeError(f"NPUWorker needs the npu device, got {self.device_config.device}; "
                                f"it is selected by the NPU platform only")
-        self.local_rank = local_device_index(self.parallel_config, self.local_rank)
+        self.local_rank: int = local_device_index(self.parallel_config, self.local_rank)
         visible_index = current_platform.logical_device_id_to_visible_device_id(self.local_rank)
         self.device = torch.device(f"npu:{visible_index}")
         current_platform.set_device(self.device)

@@ -73,16 +73,17 @@ def pytest_configure(config: pytest.Config) -> None:
                    "these phases applied (and undone after it); enable/disable add to the toggles")
     from ascend_overlay.doors import activation
 
+    enable = _names(config.getoption("--ascend-overlay-enable"))
+    disable = _names(config.getoption("--ascend-overlay-disable"))
     options = {"phases": _phases(config.getoption("--ascend-overlay-phase"), "--ascend-overlay-phase"),
-               "enable": _names(config.getoption("--ascend-overlay-enable")),
-               "disable": _names(config.getoption("--ascend-overlay-disable")), "runs": 0, "applied": {}}
+               "enable": enable, "disable": disable, "runs": 0, "applied": {}}
     config.stash[_STASH] = options
     if activation.current() is not None:
         raise pytest.UsageError("ascend-overlay is already active in this process (VLLM_ASCEND_OVERLAY=1 "
                                 "and the sitecustomize door?); unset VLLM_ASCEND_OVERLAY: the plugin "
                                 "activates it around each test that asks for it")
-    if options["enable"] or options["disable"]:
-        _validate(options["enable"], options["disable"], "--ascend-overlay-enable/--ascend-overlay-disable")
+    if enable or disable:
+        _validate(enable, disable, "--ascend-overlay-enable/--ascend-overlay-disable")
 
 
 def _validate(enable: tuple[str, ...], disable: tuple[str, ...], where: str) -> None:
@@ -136,7 +137,7 @@ def _ascend_overlay_phases(request: pytest.FixtureRequest) -> Iterator[Any]:
         pytest.fail("ascend-overlay could not be activated in the test process (see the warning above)")
     try:
         for phase in phases:
-            fire(phase, "pytest plugin (ascend_overlay.testing)")
+            fire(Phase(phase), "pytest plugin (ascend_overlay.testing)")
         _require(overlay, enable, disable)
         stash = request.config.stash[_STASH]
         stash["runs"] += 1

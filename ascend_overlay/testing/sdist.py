@@ -98,10 +98,13 @@ def upstream_tree(version: str, name: str = "vllm", sdist: Path | None = None) -
                        and (m.isfile() or m.isdir())]
             if not any(m.name.startswith(prefix + "tests/") for m in members):
                 raise SourceError(f"{archive_path}: no tests/ directory in this sdist")
-            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.10.12
+            filtered = hasattr(tarfile, "data_filter")  # Python >= 3.10.12: refuse links out, devices, modes
             for member in members:
                 member.name = member.name[len(prefix):]
                 if member.name.startswith("/") or ".." in Path(member.name).parts:
                     raise SourceError(f"{archive_path}: refusing the unsafe member {member.name!r}")
-                archive.extract(member, staging, **safe)
+                if filtered:
+                    archive.extract(member, staging, filter="data")
+                else:
+                    archive.extract(member, staging)
     return target

@@ -166,7 +166,7 @@ class Comparison:
                 if (self.stock.get(i) or Outcome("absent")).status != (self.patched.get(i) or Outcome("absent")).status]
 
 
-def compare(tests: list[str], patches: tuple[str, ...], *, phases: tuple[str, ...] = (), extra: list[str] = (),
+def compare(tests: list[str], patches: tuple[str, ...], *, phases: tuple[str, ...] = (), extra: tuple[str, ...] = (),
             work: Path | None = None, version: str | None = None, timeout: int = 3600,
             settings: dict[str, str] | None = None) -> Comparison:
     """Run ``tests`` (paths relative to vLLM's source root) stock, then with ``patches`` (and the
@@ -177,7 +177,8 @@ def compare(tests: list[str], patches: tuple[str, ...], *, phases: tuple[str, ..
     installed = installed_vllm_version()
     if installed is None and version is None:
         raise OverlayError("no vLLM is installed here: the tests run against the installed vLLM")
-    version = version or installed.base_version
+    version = version or (installed.base_version if installed is not None else None)
+    assert version is not None
     tree = upstream_tree(version)
     if work is None:
         with tempfile.TemporaryDirectory(prefix="ascend-overlay-upstream-") as scratch:
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = patch_settings(patches, args.settings)
         result = compare(args.tests, patches, phases=tuple(p for p in args.phase.split(",") if p),
-                         extra=extra, timeout=args.timeout, settings=settings)
+                         extra=tuple(extra), timeout=args.timeout, settings=settings)
     except OverlayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

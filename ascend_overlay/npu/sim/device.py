@@ -157,7 +157,7 @@ class NpuTensor(torch.Tensor):
     def __repr__(self, *, tensor_contents: Any = None) -> str:
         return f"{self._cpu!r} (simulated on {self.device})"
 
-    def __reduce_ex__(self, protocol: int) -> Any:
+    def __reduce_ex__(self, protocol: Any) -> Any:
         # A real NPU tensor pickles to the same device; the simulator rebuilds it on its own device.
         return (_rebuild, (self._cpu, self.device.index))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.machinery
 import sys
 import types
+from typing import Any
 
 from ascend_overlay.npu.sim import kernels, runtime
 
@@ -17,7 +18,7 @@ VERSION = "2.14.0+simulated"  # the torch_npu release whose kernel schemas the s
 
 
 def build() -> types.ModuleType:
-    module = types.ModuleType("torch_npu", __doc__)
+    module: Any = types.ModuleType("torch_npu", __doc__)  # attributes set here, as torch_npu has them
     module.__file__ = __file__
     module.__spec__ = importlib.machinery.ModuleSpec("torch_npu", None, origin=__file__)
     module.__version__ = VERSION

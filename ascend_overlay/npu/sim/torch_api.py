@@ -62,7 +62,7 @@ class _GeneratorType(type(_TorchGenerator)):  # type: ignore[misc]
         return issubclass(subclass, _TorchGenerator)
 
 
-class Generator(_TorchGenerator, metaclass=_GeneratorType):
+class Generator(_TorchGenerator, metaclass=_GeneratorType):  # type: ignore[valid-type,misc]
     """``torch.Generator``, which for the simulated NPU is a host generator."""
 
     def __new__(cls, device: Any = "cpu") -> Any:
