@@ -20,6 +20,7 @@ from ascend_overlay.main2main.sources import VllmSource
 from ascend_overlay.main2main.targets import Target
 from ascend_overlay.main2main.tree import Found, StaticTree
 from ascend_overlay.reliance import judge
+from ascend_overlay.reliance.model import Hit
 from ascend_overlay.vllm_version import version_matches
 
 BREAKING = ("missing", "moved", "drift")
@@ -150,7 +151,9 @@ class Checker:
     def check_use(self, target: Target, applies: bool) -> TargetResult:
         """A relied-on name: the same judgement as at apply time (``reliance.judge``), from source."""
         use = target.use
-        hit = self.lookup.find(use.module, use.path)
+        if use.how == "register_oot":
+            return self.check_register_oot(target, applies)
+        hit = self.lookup.find(use.module, use.path, external=not use.own_at)
         verdict = judge(use, hit)
         detail = f"{use.text} ({use.how} at {use.where}): {verdict.detail}"
         if verdict.status == "missing" and hit.depth == 0 and use.path:
@@ -158,6 +161,23 @@ class Checker:
             if moved:
                 return TargetResult(target, "moved", None, f"{detail}; found as {moved[0]}", moved, applies)
         return TargetResult(target, verdict.status, verdict.found, detail, [], applies)
+
+    def check_register_oot(self, target: Target, applies: bool) -> TargetResult:
+        """``CustomOp.register_oot(name="X")`` swaps in the plugin's class wherever vLLM builds its class
+        named X: with no vLLM class of that name, the plugin's op is silently never used."""
+        use = target.use
+        assert use is not None
+        owner = self.lookup.find(use.module, use.path)
+        homes = [m for m in self.index().get(use.op_name, []) if (f := self.tree.lookup(m, (use.op_name,)))
+                 is not None and f.kind == "class" and f.via_alias is None]
+        where = f"{use.text} ({use.how} at {use.where})"
+        if owner.status == "missing":
+            return TargetResult(target, "missing", None, f"{where}: {owner.detail}", [], applies)
+        if not homes:
+            verdict = judge(use, Hit("missing", detail=f"no vLLM class is named {use.op_name!r}: the plugin's "
+                                                        "replacement is never built"))
+            return TargetResult(target, verdict.status, None, f"{where}: {verdict.detail}", [], applies)
+        return TargetResult(target, "ok", None, f"{where}: replaces {homes[0]}:{use.op_name}", [], applies)
 
     def _judge(self, target: Target, fp: str | None, applies: bool) -> TargetResult:
         if target.contract is None:

@@ -29,7 +29,10 @@ class StaticLookup:
     def __init__(self, tree: StaticTree) -> None:
         self.tree = tree
 
-    def find(self, module_name: str, path: tuple[str, ...]) -> Hit:
+    def find(self, module_name: str, path: tuple[str, ...], *, external: bool = True) -> Hit:
+        """What the tree has under ``module:path``. ``external=False``: a name vLLM's classes lack is
+        not asked of a base outside vLLM (that import costs seconds; a subclass's own name needs no answer)."""
+        self._external = external
         tree = self.tree
         module = tree.module(module_name)
         if module is None:
@@ -52,13 +55,23 @@ class StaticLookup:
                 on_class = False
             elif current.kind == "class":
                 nxt = self._class_member(current, name)
+                if nxt == "instance-attribute" and depth + 1 < len(path):
+                    nxt = self._instance_attribute(current, name) or nxt  # typed: the chain goes on
                 if isinstance(nxt, str):
                     if nxt == "missing":
-                        return Hit("missing", depth=depth, detail=missing_member(shown, name))
+                        return Hit("missing", "class", depth=depth, detail=missing_member(shown, name))
                     return Hit("found", nxt, None, "", depth + 1)
                 on_class = True
             else:
-                return self._hit(current, depth, on_class)
+                typed = self._typed_attribute(current) if current.kind == "attribute" else None
+                if typed is None:
+                    return self._hit(current, depth, on_class)
+                nxt = self._class_member(typed, name)
+                if isinstance(nxt, str):
+                    if nxt == "missing":
+                        return Hit("missing", "class", depth=depth, detail=missing_member(shown, name))
+                    return Hit("found", nxt, None, "", depth + 1)
+                on_class = True
             if nxt.kind == "external-module":
                 return Hit("found", "module", "module", "", depth + 1)
             current = nxt
@@ -70,7 +83,53 @@ class StaticLookup:
         shape = fingerprint(self.tree, found)
         if kind == "attribute" and shape not in ("property", "cached_property"):
             shape = None  # a value's type is not a contract source can state (the live lookup agrees)
-        return Hit("found", kind, shape, method, depth)
+        returns = None
+        if kind == "function":
+            annotation = getattr(found.obj, "returns", None)
+            returns = None if annotation is None else str(annotation)
+        return Hit("found", kind, shape, method, depth, returns=returns)
+
+    def _typed_attribute(self, found: Found) -> Found | None:
+        """The vLLM class an attribute is annotated with (``cache_config: CacheConfig``, ``X | None``),
+        so a chain through it (``vllm_config.cache_config.block_size``) is checked one step further."""
+        annotation = getattr(found.obj, "annotation", None)
+        if annotation is None:
+            return None
+        expr = _plain_class(annotation)
+        path = getattr(expr, "canonical_path", None)
+        if not isinstance(path, str) or not path.startswith(self.tree.package + "."):
+            return None
+        try:
+            hit = self.tree.get(path)
+        except Exception:  # noqa: BLE001 - an annotation griffe cannot follow types nothing
+            return None
+        if hit is not None and hit.kind == "class":
+            return hit
+        return None
+        names = [annotation] if not hasattr(annotation, "iterate") else \
+            [e for e in annotation.iterate(flat=True) if hasattr(e, "canonical_path")]
+        for expr in names:
+            path = getattr(expr, "canonical_path", None)
+            if not isinstance(path, str) or not path.startswith(self.tree.package + "."):
+                continue
+            try:
+                hit = self.tree.get(path)
+            except Exception:  # noqa: BLE001 - an annotation griffe cannot follow types nothing
+                hit = None
+            if hit is not None and hit.kind == "class":
+                return hit
+        return None
+
+    def _instance_attribute(self, owner: Found, name: str) -> Found | None:
+        """An instance attribute griffe saw with an annotation (``self.x: T = ...``), as an attribute."""
+        for cls, where in self.tree.mro(owner.obj, owner.module):
+            if is_opaque(cls):
+                continue
+            member = cls.members.get(name)
+            if member is not None and not member.is_alias and member.is_attribute \
+                    and getattr(member, "annotation", None) is not None:
+                return Found("attribute", member, where)
+        return None
 
     def _class_member(self, owner: Found, name: str) -> Found | str:
         external: list[str] = []
@@ -87,9 +146,26 @@ class StaticLookup:
             if name in instance_attributes(find_class(self.tree.syntax(where), _qualname(cls, where))):
                 return "instance-attribute"
         for path in external:
-            if external_has(path, name):
+            if getattr(self, "_external", True) and external_has(path, name):
                 return "external"
         return "missing"
+
+
+def _plain_class(annotation: Any) -> Any:
+    """The class an annotation names when it is one class (``X``, ``X | None``, ``Optional[X]``);
+    None for containers and unions of several types (``dict[str, Request]`` is not a ``Request``)."""
+    if isinstance(annotation, str):
+        return None
+    kind = type(annotation).__name__
+    if kind in ("ExprName", "ExprAttribute"):
+        return annotation
+    if kind == "ExprBinOp" and getattr(annotation, "operator", "") == "|":
+        sides = [annotation.left, annotation.right]
+        rest = [s for s in sides if str(s) != "None"]
+        return _plain_class(rest[0]) if len(rest) == 1 else None
+    if kind == "ExprSubscript" and str(getattr(annotation, "left", "")).split(".")[-1] == "Optional":
+        return _plain_class(annotation.slice)
+    return None
 
 
 def _qualname(cls: Any, module_name: str) -> str:

@@ -4,12 +4,38 @@ turns a use and a hit into a verdict, for the live vLLM and for a source tree al
 
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ascend_overlay.patch import Targeted
 
 BREAKING = ("missing", "drift", "moved")
+
+
+class UseKind(str, enum.Enum):
+    """How a subject's code relies on a vLLM name (a str, so rows and older code compare it as text)."""
+
+    IMPORT = "import"
+    ATTRIBUTE = "attribute"
+    CALL = "call"
+    OVERRIDE = "override"          # a subclass's method or class attribute over vLLM's
+    DECLARED = "declared"          # ``PATCH.relies_on``
+    PATCH = "patch"                # an assignment into vLLM: ``Y.z = f``, ``setattr(Y, "z", f)``
+    REGISTER_OOT = "register_oot"  # ``CustomOp.register_oot(name="X")``: replaces vLLM's class named X
+
+
+class Status(str, enum.Enum):
+    """A verdict on one relied-on name. The first three break; ``guarded`` and ``own`` are listed,
+    never a break: the code tests for the name first, or the name is the subject's own."""
+
+    MISSING = "missing"
+    DRIFT = "drift"
+    MOVED = "moved"
+    OK = "ok"
+    UNVERIFIABLE = "unverifiable"
+    GUARDED = "guarded"   # would break, but the use sits under hasattr/getattr/try-except ImportError
+    OWN = "own"           # vLLM's base lacks the name a subclass defines or reads: the subject's own
 
 
 @dataclass(frozen=True)
@@ -26,7 +52,11 @@ class Use(Targeted):
     keywords: tuple[str, ...] = ()   # call: keyword arguments passed
     shape: str | None = None         # override: the overriding method's shape ("" for an attribute); declared: the pin
     compatible: tuple[str, ...] = ()  # declared: other shapes the patch accepts
-
+    lane: str = ""                   # the version test the use sits under (``vllm_version_is("0.19.0")``)
+    guard: str = ""                  # what guards it (``hasattr(...)``, ``try/except ImportError``)
+    unpack: int | None = None        # call: its result is unpacked into this many names
+    op_name: str = ""                # register_oot: the vLLM class name replaced
+    own_at: int = 0                  # missing at this depth of the path = the subclass's own name (0: never)
 
     @property
     def name(self) -> str:
@@ -49,6 +79,7 @@ class Hit:
     method: str = ""            # for a function found on a class: plain | static | class
     depth: int = 0              # path elements resolved; less than the path when typing stops (an attribute's attribute)
     detail: str = ""
+    returns: str | None = None  # a function's return annotation as written (static lookup only)
 
 
 @dataclass
