@@ -59,17 +59,17 @@ class StaticLookup:
                     nxt = self._instance_attribute(current, name) or nxt  # typed: the chain goes on
                 if isinstance(nxt, str):
                     if nxt == "missing":
-                        return Hit("missing", "class", depth=depth, detail=missing_member(shown, name))
+                        return Hit("missing", depth=depth, detail=missing_member(shown, name))
                     return Hit("found", nxt, None, "", depth + 1)
                 on_class = True
             else:
-                typed = self._typed_attribute(current) if current.kind == "attribute" else None
+                typed = self._typed_attribute(current) if current.kind == "attribute" and on_class else None
                 if typed is None:
                     return self._hit(current, depth, on_class)
                 nxt = self._class_member(typed, name)
                 if isinstance(nxt, str):
                     if nxt == "missing":
-                        return Hit("missing", "class", depth=depth, detail=missing_member(shown, name))
+                        return Hit("missing", depth=depth, detail=missing_member(shown, name))
                     return Hit("found", nxt, None, "", depth + 1)
                 on_class = True
             if nxt.kind == "external-module":

@@ -81,9 +81,11 @@ def override_problem(base: str, override: str) -> str | None:
     base_params, own = parse(base), parse(override)
     if base_params is None or own is None:
         return None
-    if all(p.kind in ("var_positional", "var_keyword") for p in base_params[1:]) \
-            and base_params[:1] and base_params[0].kind in POSITIONAL:
-        return None  # a pass-through slot (``forward_oot(self, *args, **kwargs)``): any shape fits it
+    if len(base_params) > 1 and base_params[0].kind in POSITIONAL \
+            and all(p.kind in ("var_positional", "var_keyword") for p in base_params[1:]):
+        # A pass-through slot (``CustomOp.forward_oot(self, *args, **kwargs)``): vLLM calls it with the
+        # arguments of the subclass's own ``forward``, so any shape the subclass gives it fits.
+        return None
     own_slots = [p for p in own if p.kind in POSITIONAL]
     own_var_positional = any(p.kind == "var_positional" for p in own)
     own_var_keyword = any(p.kind == "var_keyword" for p in own)
