@@ -36,10 +36,11 @@ class TargetResult:
     moved_to: list[str] = field(default_factory=list)
     applies: bool = True        # does the patch's vllm range include this version?
     defined_in: str | None = None
+    already_broken: bool = False  # broken the same way in a baseline vLLM (``check --baseline``)
 
     @property
     def breaks(self) -> bool:
-        return self.status in BREAKING and self.applies
+        return self.status in BREAKING and self.applies and not self.already_broken
 
     def as_dict(self) -> dict[str, Any]:
         t = self.target
@@ -80,6 +81,32 @@ class CheckReport:
                 row["because"].append({"target": r.target.target, "relied_on": r.target.use.name if r.target.use
                                        else None, "status": r.status, "detail": f"{what}: {r.detail}"})
         return list(rows.values())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per relied-on use, as a plugin's maintainer acts on it: the vLLM name, its verdict,
+        the plugin file and line, how the code uses it, the version lane it sits in, and why."""
+        out = []
+        for r in self.results:
+            use = r.target.use
+            if use is None:
+                continue
+            file, _, line = use.where.rpartition(":")
+            because = r.detail
+            if r.moved_to:
+                because += f" (now at {', '.join(r.moved_to)})"
+            if use.lane and r.breaks:
+                serves = lane_serves(use.lane, self.source.version)
+                if serves is False:
+                    because += (f"; in the lane `{use.lane}`, which does not serve vLLM {self.source.version}: "
+                                "deleting the lane is the adaptation")
+            out.append({"name": use.target, "status": r.status, "breaks": r.breaks, "file": file,
+                        "line": int(line) if line.isdigit() else None, "module": r.target.patch,
+                        "use": {"how": str(use.how.value if hasattr(use.how, "value") else use.how),
+                                "text": use.text},
+                        "lane": use.lane or None, "guard": use.guard or None, "because": because,
+                        "moved_to": r.moved_to, "found": r.found,
+                        "already_broken": r.already_broken})
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -255,6 +282,53 @@ def run_check(source: VllmSource, targets: list[Target], *, ignore_ranges: bool 
     with gc_paused():  # a tree of parsed modules: see gc_paused
         results = [checker.check(t, source.version, ignore_ranges=ignore_ranges) for t in targets]
     return CheckReport(source, results, list(problems or []))
+
+
+def lane_serves(lane: str, version: str | None) -> bool | None:
+    """Does code under this lane (``vllm_version_is("0.19.0")``, ``not vllm_version_is(...)``, ``and``/
+    ``or`` of them) run on ``version``? None when the lane tests more than the version."""
+    import ast
+
+    if version is None:
+        return None
+    try:
+        node = ast.parse(lane, mode="eval").body
+    except SyntaxError:
+        return None
+
+    def value(n: ast.expr) -> bool | None:
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not):
+            inner = value(n.operand)
+            return None if inner is None else not inner
+        if isinstance(n, ast.BoolOp):
+            values = [value(v) for v in n.values]
+            if isinstance(n.op, ast.And):
+                return False if False in values else (None if None in values else True)
+            return True if True in values else (None if None in values else False)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == "vllm_version_is" \
+                and n.args and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str):
+            try:
+                return Version(n.args[0].value) == Version(version)
+            except InvalidVersion:
+                return n.args[0].value == version
+        return None
+
+    return value(node)
+
+
+def mark_baseline(report: CheckReport, baseline: CheckReport) -> None:
+    """A use broken the same way in the baseline vLLM (the one the subject works with today) is not
+    this version's doing: marked, and no longer a break of this check."""
+    before = {_use_key(r): r for r in baseline.results}
+    for r in report.results:
+        was = before.get(_use_key(r))
+        if was is not None and was.status == r.status and was.found == r.found and r.status in BREAKING:
+            r.already_broken = True
+
+
+def _use_key(r: TargetResult) -> tuple[Any, ...]:
+    return (r.target.target, r.target.patch, r.target.use.where if r.target.use else None,
+            r.target.use.how if r.target.use else None)
 
 
 def format_table(report: CheckReport) -> str:

@@ -114,7 +114,7 @@ def plugin_subject(directory: Path) -> Subject:
         for use in read_plugin_file(tree, display):
             if use.target is None:
                 continue
-            targets.append(Target(use.target, None, (), module, display, "", "relied-on", use))
+            targets.append(Target(use.target, None, (), module, display, "", "relied-on", use, "plugin"))
     if not targets:
         raise SubjectError(f"{directory}: no file of this package imports vLLM ({files} files read); "
                            "main2main checks what a plugin uses of vLLM, and this one uses nothing")

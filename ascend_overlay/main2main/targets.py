@@ -26,6 +26,12 @@ class Target(Targeted):
     vllm_spec: str
     role: str  # "patch" | "hook" | "relied-on"
     use: Use | None = None  # for a relied-on name found by ``ascend_overlay.reliance``: how it is used
+    subject: str = "overlay"  # "overlay", or "plugin": a plugin's files are named with their lines
+
+    @property
+    def where(self) -> str:
+        """The file to adapt, with the line for a plugin's use (``vllm_ascend/ops/gdn.py:40``)."""
+        return self.use.where if self.subject == "plugin" and self.use is not None else self.patch_file
 
 
 
