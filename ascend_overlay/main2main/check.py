@@ -37,6 +37,7 @@ class TargetResult:
     applies: bool = True        # does the patch's vllm range include this version?
     defined_in: str | None = None
     already_broken: bool = False  # broken the same way in a baseline vLLM (``check --baseline``)
+    depth: int | None = None      # a relied-on name: how much of its path resolved (where it broke)
 
     @property
     def breaks(self) -> bool:
@@ -187,7 +188,7 @@ class Checker:
             moved = self.moved_candidates(target)
             if moved:
                 return TargetResult(target, "moved", None, f"{detail}; found as {moved[0]}", moved, applies)
-        return TargetResult(target, verdict.status, verdict.found, detail, [], applies)
+        return TargetResult(target, verdict.status, verdict.found, detail, [], applies, depth=hit.depth)
 
     def check_register_oot(self, target: Target, applies: bool) -> TargetResult:
         """``CustomOp.register_oot(name="X")`` swaps in the plugin's class wherever vLLM builds its class

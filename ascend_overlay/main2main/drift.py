@@ -352,6 +352,8 @@ def _target_entries(old_results: list[TargetResult], new_results: list[TargetRes
                     retired.append(label)
             continue
         key = _target_key(t)
+        if r.status in ("missing", "own") and r.depth is not None and r.depth + 1 < len(t.path):
+            key = ".".join((t.module, *t.path[:r.depth + 1]))  # ``X.gone.append``: the entry is ``X.gone``
         text = f"check: {r.status}: {r.detail}"
         if r.status == "own":
             text = f"check: vLLM's base no longer has it, so the override is never called: {r.detail}"
@@ -385,6 +387,8 @@ def _abstract_entries(new_abstract: dict[str, int], targets: list[Target],
     patches = sorted({*platform_files, *(t.patch_file for t in platform_targets)})
     names = sorted({t.patch for t in platform_targets})
     file = platform_api.PLATFORM_MODULE.replace(".", "/") + ".py"
+    implemented = {t.path[-1] for t in targets if t.use is not None and t.use.how == "override"
+                   and t.module.startswith("vllm.platforms") and len(t.path) == 2}
     out = []
     for name, line in sorted(new_abstract.items()):
         obj = f"{platform_api.PLATFORM_MODULE}.{platform_api.PLATFORM_CLASS}.{name}"
@@ -392,7 +396,7 @@ def _abstract_entries(new_abstract: dict[str, int], targets: list[Target],
                          [f"Platform.{name} is new and abstract (raises NotImplementedError or @abstractmethod)"],
                          "every out-of-tree platform, the NPU platform included, must implement it or fail "
                          "when vLLM calls it", patches or ["(no overlay platform class found)"], line,
-                         patch_names=names))
+                         patch_names=names, confirmed=name not in implemented))
     return out
 
 
@@ -409,10 +413,20 @@ def relevant_private(targets: list[Target]) -> frozenset[str]:
     return frozenset(out)
 
 
+def api_items(old: VllmSource, new: VllmSource, relevant: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """The API differences of two trees alone (what ``compare`` spends its time on), to reuse."""
+    changes = files.compare(old.root, new.root, PACKAGE)
+    names = {files.module_name(p): p for p in changes.changed_python}
+    modules = sorted(n for n in names if n)
+    sizes = {n: changes.sizes.get(p, 0) for n, p in names.items() if n}
+    return _run_api_diff(old, new, modules, sizes, lambda: None, relevant)[0]
+
+
 def compare(old: VllmSource, new: VllmSource, targets: list[Target],
             other_files: list[tuple[str, int]] | None = None,
             renames: list[tuple[str, str, int]] | None = None, *, subject: str = "overlay",
-            progress: Callable[[str], None] | None = None) -> DriftReport:
+            progress: Callable[[str], None] | None = None,
+            api_items: list[dict[str, Any]] | None = None) -> DriftReport:
     """Compare two trees. ``renames`` (from git) replaces content-based rename detection. ``subject``
     "plugin": the targets are a plugin's uses (no overlay interfaces or platform files are added)."""
     start = time.perf_counter()
@@ -441,8 +455,11 @@ def compare(old: VllmSource, new: VllmSource, targets: list[Target],
         return old_results, new_results, platform_api.new_abstract_methods(old_tree, new_tree), inherited
 
     say(f"comparing {len(modules)} changed modules")
-    items, (old_results, new_results, new_abstract, inherited) = _run_api_diff(
-        old, new, modules, sizes, targets_and_platform, relevant_private(targets))
+    if api_items is not None:  # the same two trees compared before (an evaluation over many plugin versions)
+        items, (old_results, new_results, new_abstract, inherited) = api_items, targets_and_platform()
+    else:
+        items, (old_results, new_results, new_abstract, inherited) = _run_api_diff(
+            old, new, modules, sizes, targets_and_platform, relevant_private(targets))
     say("ranking")
     module_names = set(modules) | {t.module for t in targets}
     retired: list[str] = []
