@@ -434,3 +434,16 @@ def test_cli_drift_plugin_default_is_short_and_all_is_whole(world: dict[str, Pat
     assert done.stderr == ""  # piped: no progress drawn
     assert "P2 - Moderate Changes" not in short.read_text() and "--all" in short.read_text()
     assert "P2 - Moderate Changes" in whole.read_text()
+
+
+def test_a_patch_whose_range_excludes_new_is_retired_not_p0(world: dict[str, Path]) -> None:
+    from ascend_overlay.main2main.targets import Target
+
+    target = "vllm.distributed.parallel_state:old_helper"
+    retired = Target(target, "()", (), "legacy_helper", "patches/worker/patch_legacy.py", "<2.1", "patch")
+    current = Target(target, "()", (), "helper", "patches/worker/patch_helper.py", ">=2.0", "patch")
+    report = drift.compare(tree_source(world["old"]), tree_source(world["new"]), [retired])
+    assert not report.by_priority(0) and report.retired == ["legacy_helper (vllm<2.1)"]
+    assert not report.confirmed_p0  # so drift exits 0
+    report = drift.compare(tree_source(world["old"]), tree_source(world["new"]), [current])
+    assert [e.patch_names for e in report.confirmed_p0] == [["helper"]]

@@ -260,7 +260,7 @@ def build_entries(items: list[dict[str, Any]], targets: list[Target], old_result
     for item in _merge_moves(items, renamed):
         hits = index.hits(item["object"], item["change"])
         details = list(item["details"])
-        gone = [t for t in hits if t.use is None and t.vllm_spec and not _applies(t.vllm_spec, new_version)]
+        gone = [t for t in hits if t.vllm_spec and not _applies(t.vllm_spec, new_version)]
         for t in gone:  # a patch whose range excludes NEW is retired by it, whatever changed
             label = f"{t.patch} (vllm{t.vllm_spec})"
             if retired is not None and label not in retired:

@@ -65,6 +65,32 @@ def export_plugin(repo: Path, sha: str) -> Path:
     return target / PACKAGE_DIR
 
 
+def released_plugin(version: str, dist: str = "vllm-ascend") -> Path:
+    """A released plugin's package directory, from its wheel on the package registry (unpacked once)."""
+    import zipfile
+
+    from ascend_overlay.main2main.sources import cache_dir, fetch_wheel, staged_tree
+
+    wheel = fetch_wheel(version, dist)
+    target = cache_dir() / "plugins" / wheel.stem
+    if not (target / ".complete").is_file():
+        with staged_tree(target, wheel) as staging, zipfile.ZipFile(wheel) as archive:
+            for name in archive.namelist():
+                if name.startswith(PACKAGE_DIR + "/") and name.endswith(".py"):
+                    archive.extract(name, staging)
+    return target / PACKAGE_DIR
+
+
+def uses_by_file(directory: Path) -> dict[str, set[str]]:
+    """File (relative to the package's parent) -> the vLLM names it uses."""
+    out: dict[str, set[str]] = {}
+    for file in sorted(directory.rglob("*.py")):
+        display = file.relative_to(directory.parent).as_posix()
+        out[display] = {u.target for u in _uses(file.read_text(encoding="utf-8", errors="replace"), display)
+                        if u.target}
+    return out
+
+
 def _uses(text: str, display: str) -> list[Any]:
     from ascend_overlay.main2main.subjects import read_plugin_file
 

@@ -29,10 +29,13 @@ class StaticLookup:
     def __init__(self, tree: StaticTree) -> None:
         self.tree = tree
 
-    def find(self, module_name: str, path: tuple[str, ...], *, external: bool = True) -> Hit:
+    def find(self, module_name: str, path: tuple[str, ...], *, external: bool = True,
+             assume_external: bool = False) -> Hit:
         """What the tree has under ``module:path``. ``external=False``: a name vLLM's classes lack is
-        not asked of a base outside vLLM (that import costs seconds; a subclass's own name needs no answer)."""
+        not asked of a base outside vLLM by importing it (that import costs seconds): it is missing,
+        or, with ``assume_external``, taken as the outside base's (a plugin's check never imports torch)."""
         self._external = external
+        self._assume_external = assume_external
         tree = self.tree
         module = tree.module(module_name)
         if module is None:
@@ -146,7 +149,10 @@ class StaticLookup:
             if name in instance_attributes(find_class(self.tree.syntax(where), _qualname(cls, where))):
                 return "instance-attribute"
         for path in external:
-            if getattr(self, "_external", True) and external_has(path, name):
+            if getattr(self, "_external", True):
+                if external_has(path, name):
+                    return "external"
+            elif getattr(self, "_assume_external", False):
                 return "external"
         return "missing"
 

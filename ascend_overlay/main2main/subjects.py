@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ast
 import enum
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +77,76 @@ def read_plugin_file(tree: ast.Module, display: str) -> list[Use]:
     return list(file.uses.values())
 
 
+_READER_FILES = ("reliance/reader.py", "reliance/model.py", "reliance/shapes.py", "main2main/subjects.py")
+
+
+def _reader_version() -> str:
+    """A digest of the code that reads a plugin file: a cached reading is valid while it is unchanged."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha1()
+    for name in _READER_FILES:
+        try:
+            digest.update((root / name).read_bytes())
+        except OSError:
+            digest.update(name.encode())
+    return digest.hexdigest()[:16]
+
+
+def _read_one(job: tuple[str, str]) -> tuple[str, list[Use] | str]:
+    """One plugin file's uses, or why it was not read (run in a worker process for a cold read)."""
+    text, display = job
+    try:
+        tree = ast.parse(text, filename=display)
+    except (SyntaxError, ValueError) as exc:
+        line = getattr(exc, "lineno", None)
+        return display, (f"{display}{f':{line}' if line else ''}: does not parse ({type(exc).__name__}: "
+                         f"{getattr(exc, 'msg', exc)}); not checked")
+    return display, read_plugin_file(tree, display)
+
+
+def _read_all(jobs: list[tuple[str, str]]) -> dict[str, list[Use] | str]:
+    """Every file's reading: from the cache (keyed by content and reader code) when it has it, the
+    rest parsed over the cores. A 490-file plugin read cold is most of ``check --plugin``'s time."""
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ascend_overlay.main2main.sources import cache_dir
+
+    version = _reader_version()
+    folder = cache_dir() / "plugin-uses" / version
+    keys = {display: hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest() for text, display in jobs}
+    out: dict[str, list[Use] | str] = {}
+    todo = []
+    for text, display in jobs:
+        try:
+            out[display] = pickle.loads((folder / keys[display]).read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+            todo.append((text, display))
+    if len(todo) > 40 and "fork" in multiprocessing.get_all_start_methods():
+        try:
+            with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+                done = list(pool.map(_read_one, todo, chunksize=8))
+        except OSError:
+            done = [_read_one(job) for job in todo]
+    else:
+        done = [_read_one(job) for job in todo]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        folder = None  # type: ignore[assignment]  # a read-only cache only costs speed
+    for display, result in done:
+        out[display] = result
+        if folder is not None and not isinstance(result, str):
+            try:
+                tmp = folder / f"{keys[display]}.{os.getpid()}.tmp"
+                tmp.write_bytes(pickle.dumps(result))
+                tmp.replace(folder / keys[display])
+            except OSError:
+                pass
+    return out
+
+
 def plugin_subject(directory: Path) -> Subject:
     """Read a plugin's package directory; a directory that is not a package, or a package that never
     imports vLLM, is refused (``SubjectError``); a file that does not parse is listed, the rest read."""
@@ -89,6 +161,8 @@ def plugin_subject(directory: Path) -> Subject:
     targets: list[Target] = []
     problems: list[str] = []
     files = 0
+    jobs: list[tuple[str, str]] = []
+    modules: dict[str, str] = {}
     for path in sorted(directory.resolve().rglob("*.py")):
         relative = path.relative_to(base)
         if any(not part.isidentifier() for part in relative.with_suffix("").parts):
@@ -99,22 +173,18 @@ def plugin_subject(directory: Path) -> Subject:
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(f"{display}: unreadable ({type(exc).__name__}: {exc})")
             continue
-        if "vllm" not in text:
-            files += 1
-            continue
-        try:
-            tree = ast.parse(text, filename=display)
-        except (SyntaxError, ValueError) as exc:
-            line = getattr(exc, "lineno", None)
-            problems.append(f"{display}{f':{line}' if line else ''}: does not parse ({type(exc).__name__}: "
-                            f"{getattr(exc, 'msg', exc)}); not checked")
-            continue
         files += 1
-        module = _module_name(relative)
-        for use in read_plugin_file(tree, display):
-            if use.target is None:
-                continue
-            targets.append(Target(use.target, None, (), module, display, "", "relied-on", use, "plugin"))
+        if "vllm" in text:
+            jobs.append((text, display))
+            modules[display] = _module_name(relative)
+    for display, result in sorted(_read_all(jobs).items()):
+        if isinstance(result, str):
+            problems.append(result)
+            files -= 1
+            continue
+        for use in result:
+            if use.target is not None:
+                targets.append(Target(use.target, None, (), modules[display], display, "", "relied-on", use, "plugin"))
     if not targets:
         raise SubjectError(f"{directory}: no file of this package imports vLLM ({files} files read); "
                            "main2main checks what a plugin uses of vLLM, and this one uses nothing")

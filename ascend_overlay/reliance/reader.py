@@ -296,9 +296,10 @@ class SourceFile:
             targets = stmt.targets if isinstance(stmt, ast.Assign) else \
                 [stmt.target] if isinstance(stmt, (ast.AnnAssign, ast.AugAssign)) else []
             own.update(t.id for t in targets if isinstance(t, ast.Name))
+        walked = {id(f): list(ast.walk(f)) for f in node.body if isinstance(f, FUNCTIONS)}
         for func in (n for n in node.body if isinstance(n, FUNCTIONS)):
             me = (func.args.posonlyargs + func.args.args)[:1]
-            for sub in ast.walk(func):
+            for sub in walked[id(func)]:
                 if isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store) and me \
                         and isinstance(sub.value, ast.Name) and sub.value.id == me[0].arg:
                     own.add(sub.attr)
@@ -311,7 +312,7 @@ class SourceFile:
                 override = self._override(stmt)
                 if override is not None:
                     shape = function_shape(stmt)
-                    certain = not override or self._calls_super(stmt, stmt.name)
+                    certain = not override or any(_super_attribute(n) == stmt.name for n in walked[id(stmt)])
                     self.add(Use(instance.target((stmt.name,)), "override", self.where(stmt),
                                  f"{node.name}.{stmt.name}{shape}", owner, shape=shape,
                                  lane=self.lane_of(stmt), own_at=0 if certain else depth))
@@ -319,7 +320,7 @@ class SourceFile:
                 if params and params[0].arg in ("self", "cls") and not _is_static(stmt):
                     binding = klass if params[0].arg == "cls" or _is_classmethod(stmt) else instance
                     self.read(stmt, {params[0].arg: binding}, owner)
-                self._super_calls(stmt, instance, owner)
+                self._super_calls(walked[id(stmt)], instance, owner)
             elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
                 for t in targets:
@@ -337,13 +338,9 @@ class SourceFile:
             return True if name == "__init__" else None  # a base with no __init__ of its own takes any
         return name.startswith("_") or self.plugin
 
-    @staticmethod
-    def _calls_super(func: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
-        return any(_super_attribute(n) == name for n in ast.walk(func))
-
-    def _super_calls(self, func: ast.FunctionDef | ast.AsyncFunctionDef, instance: Binding, owner: str) -> None:
+    def _super_calls(self, nodes: list[ast.AST], instance: Binding, owner: str) -> None:
         """``super().m(...)`` and ``super(C, self).m(...)``: calls of the vLLM base, with their arguments."""
-        for sub in _walk_local(func):
+        for sub in nodes:
             if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and _super_attribute(sub.func):
                 self.add(_use(instance.target((sub.func.attr,)), sub, sub.func, self, owner, receiver="instance"))
 
@@ -531,9 +528,22 @@ def _span(nodes: list[ast.stmt] | list[ast.expr], text: str) -> Span | None:
     return ((first.lineno, first.col_offset), (last.end_lineno or last.lineno, last.end_col_offset or 0), text)
 
 
+def _is_version_call(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and (getattr(node.func, "id", None) == "vllm_version_is"
+                                           or getattr(node.func, "attr", None) == "vllm_version_is")
+
+
 def _version_names(nodes: list[ast.AST]) -> set[str]:
-    """Names bound to a version test (``is_legacy = vllm_version_is("0.19.0")``): ``if is_legacy:`` is a lane."""
-    return {t.id for n in nodes if isinstance(n, ast.Assign) and _calls_named(n.value, "vllm_version_is")
+    """Names bound to a version test (``is_legacy = vllm_version_is("0.19.0")``, ``not``/``and``/``or``
+    of such calls): ``if is_legacy:`` is a lane."""
+    def test(value: ast.AST) -> bool:
+        if isinstance(value, ast.UnaryOp):
+            return test(value.operand)
+        if isinstance(value, ast.BoolOp):
+            return any(test(v) for v in value.values)
+        return _is_version_call(value)
+
+    return {t.id for n in nodes if isinstance(n, ast.Assign) and test(n.value)
             for t in n.targets if isinstance(t, ast.Name)}
 
 
@@ -552,10 +562,13 @@ def _contexts(nodes: list[ast.AST]) -> tuple[list[Span], list[Span]]:
     """Where the file branches on the vLLM version (lanes: ``vllm_version_is(...)`` in an ``if``, a
     conditional expression, or a name bound to one) and where it allows for a name's absence (guards:
     ``hasattr``, ``try/except ImportError``): spans of source, each with the text a row shows."""
-    names = _version_names(nodes)
     lanes: list[Span] = []
     guards: list[Span] = []
-    for node in nodes:
+    branches = [n for n in nodes if isinstance(n, (ast.If, ast.IfExp, ast.Try))]
+    if not branches:
+        return lanes, guards
+    names = _version_names(nodes) if any(_is_version_call(n) for n in nodes) else set()
+    for node in branches:
         if isinstance(node, (ast.If, ast.IfExp)):
             body = node.body if isinstance(node.body, list) else [node.body]
             orelse = node.orelse if isinstance(node.orelse, list) else [node.orelse]
