@@ -149,12 +149,21 @@ class StaticLookup:
             if name in instance_attributes(find_class(self.tree.syntax(where), _qualname(cls, where))):
                 return "instance-attribute"
         for path in external:
-            if getattr(self, "_external", True):
+            if getattr(self, "_external", True) or _cheap_to_ask(path):
                 if external_has(path, name):
                     return "external"
             elif getattr(self, "_assume_external", False):
                 return "external"
         return "missing"
+
+
+def _cheap_to_ask(dotted: str) -> bool:
+    """A base outside vLLM whose module costs nothing to ask: the standard library (``enum.Enum``) or
+    one already imported. ``torch.nn.Module`` is neither in a fresh ``check`` (seconds to import)."""
+    import sys
+
+    top = dotted.split(".")[0]
+    return top in sys.stdlib_module_names or top in sys.modules
 
 
 def _plain_class(annotation: Any) -> Any:
