@@ -105,6 +105,16 @@ class Verified:
     found_old: bool
     found_new: bool
     same_shape: bool
+    shapes: tuple[str | None, str | None] = (None, None)
+
+
+def _names(shape: str | None) -> list[str]:
+    """Parameter names of a contract text, without the receiver: a label compares names only, so it
+    cannot borrow the judgement (``reliance.shapes``) it is there to test."""
+    if not shape:
+        return []
+    names = [p.strip().lstrip("*").split("=")[0] for p in shape.strip("()").split(",") if p.strip()]
+    return [n for n in names if n and n not in ("self", "cls", "/")]
 
 
 def _verify(trees: tuple[Any, Any], target: str) -> Verified:
@@ -115,7 +125,7 @@ def _verify(trees: tuple[Any, Any], target: str) -> Verified:
     module, path = parse_target(target)
     found = [tree.lookup(module, path) for tree in trees]
     shapes = [fingerprint(tree, f) if f is not None else None for tree, f in zip(trees, found, strict=True)]
-    return Verified(found[0] is not None, found[1] is not None, shapes[0] == shapes[1])
+    return Verified(found[0] is not None, found[1] is not None, shapes[0] == shapes[1], (shapes[0], shapes[1]))
 
 
 def build_commit(repo: Path, spec: dict[str, Any], trees: tuple[Any, Any]) -> dict[str, Any]:
@@ -142,8 +152,9 @@ def build_commit(repo: Path, spec: dict[str, Any], trees: tuple[Any, Any]) -> di
             v = _verify(trees, use.target)
             if v.found_old and not v.found_new:
                 why = "resolves in OLD, not in NEW"
-            elif v.found_old and v.found_new and not v.same_shape and use.how in ("call", "override", "patch"):
-                why = "its shape differs between OLD and NEW"
+            elif v.found_old and v.found_new and not v.same_shape and use.shape \
+                    and _names(use.shape) == _names(v.shapes[0]) != _names(v.shapes[1]):
+                why = "P's override has OLD's parameters, and NEW's differ"
             else:
                 continue
             breaks.append({"name": use.target, "file": path, "line": int(use.where.rpartition(":")[2] or 0),
@@ -226,17 +237,22 @@ def score(repo: Path, data: dict[str, Any]) -> dict[str, Any]:
         old, new, items = pairs[key]
         report = drift.compare(old, new, subject.targets, subject="plugin", api_items=copy.deepcopy(items))
         p0 = report.by_priority(0)
+        changed = set(git(repo, "diff", "--name-only", commit["parent"], commit["commit"], "--", PACKAGE_DIR).split())
+        touched = [e for e in p0 if any(p.rpartition(":")[0] in changed or p in changed for p in e.patches)]
         found = [b for b in commit["breaks"] if _found(p0, b["name"], b["file"])]
         alarms = [c for c in commit["controls"] if _found(p0, c["name"], c["file"])]
         rows.append({"commit": commit["commit"], "pair": f"{key[0]} -> {key[1]}", "breaks": len(commit["breaks"]),
                      "found": len(found), "controls": len(commit["controls"]), "false_alarms": len(alarms),
                      "missed": [b for b in commit["breaks"] if b not in found], "alarms": alarms,
-                     "p0": len(p0)})
+                     "p0": len(p0), "p0_in_files_the_commit_changed": len(touched)})
         print(f"score {commit['commit']}: {len(found)}/{len(commit['breaks'])} breaks, "
               f"{len(alarms)}/{len(commit['controls'])} false alarms, P0 {len(p0)}", file=sys.stderr)
     breaks = sum(r["breaks"] for r in rows)
     controls = sum(r["controls"] for r in rows)
+    p0 = sum(r["p0"] for r in rows)
     return {"recall": round(sum(r["found"] for r in rows) / breaks, 3) if breaks else None,
+            "p0_entries": p0, "p0_share_in_changed_files": round(sum(r["p0_in_files_the_commit_changed"]
+                                                                     for r in rows) / p0, 3) if p0 else None,
             "false_alarm_rate": round(sum(r["false_alarms"] for r in rows) / controls, 3) if controls else None,
             "breaks": breaks, "controls": controls, "commits": rows}
 
@@ -267,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
     print(f"recall {result['recall']} ({result['breaks']} breaks), false alarms {result['false_alarm_rate']} "
-          f"({result['controls']} controls)")
+          f"({result['controls']} controls); P0 entries {result['p0_entries']}, "
+          f"{result['p0_share_in_changed_files']} of them in files the commit changed")
     return 0
 
 

@@ -47,6 +47,7 @@ class StaticLookup:
         on_class = False
         for depth, name in enumerate(path):
             shown = f"{module_name}:{'.'.join(path[:depth])}" if depth else module_name
+            nxt: Found | str | None
             if current.kind == "module":
                 nxt = tree._member(current, name, 0)
                 if nxt is None:
@@ -75,6 +76,7 @@ class StaticLookup:
                         return Hit("missing", depth=depth, detail=missing_member(shown, name))
                     return Hit("found", nxt, None, "", depth + 1)
                 on_class = True
+            assert isinstance(nxt, Found)
             if nxt.kind == "external-module":
                 return Hit("found", "module", "module", "", depth + 1)
             current = nxt
