@@ -155,8 +155,45 @@ class StaticLookup:
                 if external_has(path, name):
                     return "external"
             elif getattr(self, "_assume_external", False):
-                return "external"
+                has = static_external_has(path, name)
+                if has or has is None:
+                    return "external"
         return "missing"
+
+
+_EXTERNAL_TREES: dict[str, StaticTree | None] = {}
+
+
+def static_external_has(dotted: str, name: str) -> bool | None:
+    """Does the class at ``dotted`` outside vLLM (``torch.nn.Module``) have ``name``, read from its
+    installed source the way vLLM's is (griffe, never imported)? None when its source is not at hand."""
+    import importlib.util
+    from pathlib import Path
+
+    top = dotted.split(".")[0]
+    if top not in _EXTERNAL_TREES:
+        try:
+            spec = importlib.util.find_spec(top)  # a top-level name: found without importing it
+        except (ImportError, ValueError):
+            spec = None
+        origin = getattr(spec, "origin", None)
+        _EXTERNAL_TREES[top] = StaticTree(Path(origin).parent.parent, top) \
+            if origin and origin.endswith("__init__.py") else None
+    tree = _EXTERNAL_TREES[top]
+    if tree is None:
+        return None
+    try:
+        found = tree.get(dotted)
+        if found is None or found.kind != "class":
+            return None
+        for cls, _where in tree.mro(found.obj, found.module):
+            if is_opaque(cls):
+                continue
+            if name in cls.members:
+                return True
+    except Exception:  # noqa: BLE001 - a library griffe cannot follow: cannot tell
+        return None
+    return False
 
 
 def _cheap_to_ask(dotted: str) -> bool:
