@@ -52,7 +52,7 @@ bench: setup
 #   make eval-main2main [REPO=/path/to/vllm-ascend] [EVAL_OUT=file.json]
 EVAL_OUT ?= $(or $(ASCEND_OVERLAY_CACHE),$(HOME)/.cache/ascend-overlay)/main2main_eval_result.json
 eval-main2main: setup
-	$(BIN)/python -m ascend_overlay.main2main.evaluation score $(if $(REPO),--repo $(REPO)) --out $(EVAL_OUT)
+	$(BIN)/python -m ascend_overlay.main2main.evaluation score $(if $(REPO),--repo $(REPO)) --out $(EVAL_OUT) --record
 
 docs: setup
 	$(BIN)/python -m ascend_overlay.docs_gen

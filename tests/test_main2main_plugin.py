@@ -6,6 +6,7 @@ The trees hold exactly one change per case; the plugin uses each case the way vl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -20,6 +21,14 @@ from ascend_overlay.main2main.sources import tree_source
 from ascend_overlay.main2main.subjects import SubjectError, plugin_subject
 
 CLI = [sys.executable, "-m", "ascend_overlay"]
+
+
+@dataclasses.dataclass
+class InitVarConfig:
+    """A class of this file (the live reading reads a class statement from its module's source)."""
+
+    max_model_len: dataclasses.InitVar[int]
+    max_num_seqs: int = 8
 
 OLD = {
     "vllm/__init__.py": "",
@@ -447,3 +456,38 @@ def test_a_patch_whose_range_excludes_new_is_retired_not_p0(world: dict[str, Pat
     assert not report.confirmed_p0  # so drift exits 0
     report = drift.compare(tree_source(world["old"]), tree_source(world["new"]), [current])
     assert [e.patch_names for e in report.confirmed_p0] == [["helper"]]
+
+
+def test_the_evaluation_figures_the_docs_quote_are_the_recorded_run() -> None:
+    """docs/main2main.md's evaluation table is generated from tests/data/main2main_eval_result.json
+    (``make eval-main2main`` writes both): never typed by hand."""
+    from ascend_overlay.main2main import evaluation
+
+    result = json.loads(evaluation.RESULT.read_text(encoding="utf-8"))
+    quoted = evaluation.docs_table(evaluation.DOCS.read_text(encoding="utf-8"))
+    assert quoted == evaluation.render_table(result)
+    assert result["recall"] >= 0.9 and result["false_alarm_rate"] <= 0.1
+
+
+def test_a_dataclass_initvar_is_not_an_instance_attribute() -> None:
+    """``max_model_len: InitVar[int]`` is an ``__init__`` parameter: reading it on an instance fails,
+    so neither the static nor the live reading may call it present."""
+    import ast
+
+    from ascend_overlay.reliance.classbody import instance_attributes
+    from ascend_overlay.reliance.live import _surely_gives_instances
+
+    source = textwrap.dedent("""
+        from dataclasses import InitVar, dataclass
+
+        @dataclass
+        class SchedulerConfig:
+            max_model_len: InitVar[int]
+            max_num_seqs: int = 8
+        """)
+    node = ast.parse(source).body[1]
+    assert isinstance(node, ast.ClassDef)
+    assert instance_attributes(node) == frozenset({"max_num_seqs"})
+
+    assert not _surely_gives_instances(InitVarConfig, "max_model_len")
+    assert _surely_gives_instances(InitVarConfig, "max_num_seqs")

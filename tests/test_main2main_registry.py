@@ -43,7 +43,7 @@ def case(request: pytest.FixtureRequest) -> dict:
             module, path = parse_target(name)
             if trees[0].lookup(module, path) is not None and trees[1].lookup(module, path) is None:
                 gone.add((name, file))
-    return {"rows": report.rows(), "gone": gone, "after": after}
+    return {"rows": report.rows(), "gone": gone, "after": after, "versions": request.param}
 
 
 def test_check_finds_what_the_next_plugin_release_adapted_away_from(case: dict) -> None:
@@ -59,3 +59,12 @@ def test_most_reported_breaks_were_adapted_by_the_next_plugin_release(case: dict
     assert broken
     adapted = {(n, f) for n, f in broken if n not in case["after"].get(f, set())}
     assert len(adapted) / len(broken) >= 0.8, sorted(broken - adapted)
+
+
+def test_the_docs_quote_this_slice_as_computed(case: dict) -> None:
+    """docs/main2main.md's registry table is this computation's output, line for line."""
+    broken = {(r["name"], r["file"]) for r in case["rows"] if r["breaks"]}
+    adapted = {(n, f) for n, f in broken if n not in case["after"].get(f, set())}
+    row = evaluation.registry_row(*case["versions"], len(case["gone"]), len(case["gone"] & broken), len(broken),
+                                  len(adapted))
+    assert row in evaluation.DOCS.read_text(encoding="utf-8"), f"stale docs: the run gives\n{row}"

@@ -257,6 +257,54 @@ def score(repo: Path, data: dict[str, Any]) -> dict[str, Any]:
             "breaks": breaks, "controls": controls, "commits": rows}
 
 
+RESULT = DATA.with_name("main2main_eval_result.json")
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "main2main.md"
+_TABLE_START, _TABLE_END = "<!-- eval-table: make eval-main2main -->", "<!-- /eval-table -->"
+
+
+def render_table(result: dict[str, Any]) -> str:
+    """The figures docs/main2main.md quotes, as one markdown table (a test compares the two)."""
+    lines = ["| vLLM pair | commits | expected breaks | found | controls | false alarms | P0 entries | P0 in files the commit changed |",
+             "|---|---|---|---|---|---|---|---|"]
+    pairs: dict[str, list[dict[str, Any]]] = {}
+    for row in result["commits"]:
+        pairs.setdefault(row["pair"], []).append(row)
+    for pair, rows in pairs.items():
+        lines.append(f"| {pair} | {len(rows)} | {sum(r['breaks'] for r in rows)} | {sum(r['found'] for r in rows)} | "
+                     f"{sum(r['controls'] for r in rows)} | {sum(r['false_alarms'] for r in rows)} | "
+                     f"{sum(r['p0'] for r in rows)} | {sum(r['p0_in_files_the_commit_changed'] for r in rows)} |")
+    lines.append(f"| **all** | {len(result['commits'])} | {result['breaks']} | recall **{result['recall']}** | "
+                 f"{result['controls']} | rate **{result['false_alarm_rate']}** | {result['p0_entries']} | "
+                 f"{result['p0_share_in_changed_files']} |")
+    missed = [f"`{m['name']}` ({m['file']}:{m['line']}, {row['commit']})" for row in result["commits"]
+              for m in row["missed"]]
+    lines.append("")
+    lines.append("Missed: " + (", ".join(missed) if missed else "none") + ".")
+    return "\n".join(lines)
+
+
+def registry_row(plugin: str, old: str, new: str, following: str, expected: int, found: int, reported: int,
+                 adapted: int) -> str:
+    """One line of the registry slice's table in docs/main2main.md (the test that computes it checks it)."""
+    return (f"| vllm-ascend {plugin} | vLLM {old} -> {new} | {expected} | {found} ({found / expected:.3f}) | "
+            f"{reported} | {adapted} ({adapted / reported:.3f}) | vllm-ascend {following} |")
+
+
+def docs_table(text: str) -> str | None:
+    if _TABLE_START not in text or _TABLE_END not in text:
+        return None
+    return text.split(_TABLE_START, 1)[1].split(_TABLE_END, 1)[0].strip()
+
+
+def write_docs(result: dict[str, Any], path: Path = DOCS) -> None:
+    text = path.read_text(encoding="utf-8")
+    if docs_table(text) is None:
+        return
+    head, rest = text.split(_TABLE_START, 1)
+    tail = rest.split(_TABLE_END, 1)[1]
+    path.write_text(f"{head}{_TABLE_START}\n{render_table(result)}\n{_TABLE_END}{tail}", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ascend_overlay.main2main.evaluation")
     parser.add_argument("action", choices=("build", "score"))
@@ -264,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a vllm-ascend git repository (a clone or a bare mirror)")
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--out", help="score: write the result JSON here")
+    parser.add_argument("--record", action="store_true", help="score: keep the result as the figures docs/main2main.md "
+                        f"quotes ({RESULT.name}) and regenerate its table")
     args = parser.parse_args(argv)
     repo = Path(args.repo)
     if not (repo / "HEAD").exists() and not (repo / ".git").exists():
@@ -282,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(result, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
+    if args.record:  # the figures the docs quote: kept as data, the table regenerated from them
+        RESULT.write_text(text + "\n", encoding="utf-8")
+        write_docs(result)
     print(f"recall {result['recall']} ({result['breaks']} breaks), false alarms {result['false_alarm_rate']} "
           f"({result['controls']} controls); P0 entries {result['p0_entries']}, "
           f"{result['p0_share_in_changed_files']} of them in files the commit changed")

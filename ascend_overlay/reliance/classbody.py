@@ -84,8 +84,16 @@ def instance_attributes(node: ast.ClassDef | None) -> frozenset[str]:
     return names
 
 
+def _is_init_var(annotation: ast.expr) -> bool:
+    """``x: InitVar[int]`` (``dataclasses.InitVar``): a parameter of ``__init__``, never stored on the instance."""
+    head = annotation.value if isinstance(annotation, ast.Subscript) else annotation
+    return (isinstance(head, ast.Name) and head.id == "InitVar") or \
+        (isinstance(head, ast.Attribute) and head.attr == "InitVar")
+
+
 def _instance_attributes(node: ast.ClassDef) -> frozenset[str]:
-    names = {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    names = {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+             and not _is_init_var(n.annotation)}
     for method in node.body:
         if isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
             names.update(method_attributes(method))

@@ -61,9 +61,19 @@ def _surely_gives_instances(klass: type, name: str) -> bool:
     path = _source_path(klass)
     if path is None:
         return False
-    return name in _own_annotations(klass) or any(name in _method_names(func) for func in _own_functions(klass)
+    annotations = _own_annotations(klass)
+    return (name in annotations and not _init_var(annotations[name])) or any(name in _method_names(func) for func in _own_functions(klass)
                                                   if func.__code__.co_filename == path
                                                   and _mentions(func.__code__, name))
+
+
+def _init_var(annotation: Any) -> bool:
+    """``dataclasses.InitVar[...]`` (object or text): an ``__init__`` parameter, not an instance attribute."""
+    import dataclasses
+
+    if isinstance(annotation, str):
+        return annotation.startswith(("InitVar", "dataclasses.InitVar"))
+    return isinstance(annotation, dataclasses.InitVar) or annotation is dataclasses.InitVar
 
 
 def _source_text(path: str) -> str:
