@@ -20,7 +20,7 @@ from ascend_overlay.main2main.sources import VllmSource
 from ascend_overlay.main2main.targets import Target
 from ascend_overlay.main2main.tree import Found, StaticTree
 from ascend_overlay.reliance import judge
-from ascend_overlay.reliance.model import Hit
+from ascend_overlay.reliance.model import Hit, UseKind
 from ascend_overlay.vllm_version import version_matches
 
 BREAKING = ("missing", "moved", "drift")
@@ -179,7 +179,7 @@ class Checker:
     def check_use(self, target: Target, applies: bool) -> TargetResult:
         """A relied-on name: the same judgement as at apply time (``reliance.judge``), from source."""
         use = target.use
-        if use.how == "register_oot":
+        if use.how == UseKind.REGISTER_OOT:
             return self.check_register_oot(target, applies)
         if target.subject == "plugin":  # never import torch for a plugin: its own names are "own"
             hit = self.lookup.find(use.module, use.path, external=False, assume_external=not use.own_at)

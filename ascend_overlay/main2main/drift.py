@@ -198,21 +198,11 @@ def _target_key(t: Target) -> str:
     return ".".join((t.module, *t.path))
 
 
-def _touches(obj: str, target: Target, change: str) -> bool:
-    key = _target_key(target)
-    if obj == key:
-        return True
-    if target.use is not None:
-        # A relied-on name: only itself, or a removal of what holds it, is about it. (A member of a
-        # class the overlay merely imports or calls is not; inheritance is ``relevance``'s business.)
-        return change in ("removed", "moved") and (key.startswith(obj + ".") or obj == target.module)
-    if obj.startswith(key + ".") and change != "added":
-        return True  # a member of a targeted class changed
-    return change in ("removed", "moved") and (key.startswith(obj + ".") or obj == target.module)
-
-
 class _TargetIndex:
-    """``_touches`` for thousands of targets (a plugin's uses) without testing each against each change."""
+    """Which targets a change touches: the target itself; for an edited target (not a merely relied-on
+    name), a member of it (a member of a targeted class changed); and for a removal or move, every
+    target inside what went (a removed class or module). Indexed, because a plugin brings thousands
+    of targets and a release thousands of changes."""
 
     def __init__(self, targets: list[Target]) -> None:
         self.by_key: dict[str, list[Target]] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ascend_overlay.contract import explain_drift
-from ascend_overlay.reliance.model import Hit, Use, Verdict
+from ascend_overlay.reliance.model import Hit, Status, Use, UseKind, Verdict
 from ascend_overlay.reliance.shapes import call_problem, override_problem
 
 
@@ -27,7 +27,7 @@ def judge(use: Use, hit: Hit) -> Verdict:
     ``hasattr``/``getattr``/``try-except ImportError`` is ``guarded``, not broken."""
     verdict = _judge(use, hit)
     if use.guard and verdict.status in ("missing", "drift", "moved"):
-        return Verdict(use, "guarded", verdict.found, f"{verdict.detail} (guarded by {use.guard}: listed, not a break)")
+        return Verdict(use, Status.GUARDED.value, verdict.found, f"{verdict.detail} (guarded by {use.guard}: listed, not a break)")
     return verdict
 
 
@@ -74,7 +74,7 @@ def _judge(use: Use, hit: Hit) -> Verdict:
     if hit.status == "missing":
         if use.own_at and hit.depth == use.own_at:
             owner = ".".join(use.path[:hit.depth])
-            return Verdict(use, "own", None, f"vLLM's {owner} has no `{use.path[hit.depth]}`: the subclass's own "
+            return Verdict(use, Status.OWN.value, None, f"vLLM's {owner} has no `{use.path[hit.depth]}`: the subclass's own "
                                              "(or a mixin's)")
         return Verdict(use, "missing", None, hit.detail)
     if hit.status == "unverifiable":
@@ -105,10 +105,10 @@ def _judge(use: Use, hit: Hit) -> Verdict:
             if problem is not None:
                 return Verdict(use, "drift", found, f"the call no longer fits {found}: {problem}")
         return Verdict(use, "ok", found, "present; the call fits")
-    if use.how in ("override", "patch") and use.shape:
+    if use.how in (UseKind.OVERRIDE, UseKind.PATCH) and use.shape:
         if hit.kind != "function" or found is None:
             return Verdict(use, "ok", found, f"present ({hit.kind})")
-        base = _unbound(found, use.shape) if use.how == "patch" else found
+        base = _unbound(found, use.shape) if use.how == UseKind.PATCH else found
         problem = override_problem(base, use.shape)
         if problem is not None:
             return Verdict(use, "drift", found, f"the override {use.shape} no longer fits vLLM's {found}: {problem}")

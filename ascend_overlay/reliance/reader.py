@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ascend_overlay.reliance.model import Use
+from ascend_overlay.reliance.model import Use, UseKind
 from ascend_overlay.reliance.shapes import function_shape
 
 PACKAGE = "vllm"
@@ -382,7 +382,7 @@ class SourceFile:
                 for t in targets:
                     target = self._vllm_target(t) if isinstance(t, ast.Attribute) else None
                     if target is not None and node.value is not None:
-                        self.add(Use(target, "patch", self.where(node), self.text(node), lane=self.lane_of(node),
+                        self.add(Use(target, UseKind.PATCH.value, self.where(node), self.text(node), lane=self.lane_of(node),
                                      guard=self.guard_of(node), shape=self._shape_of(node.value)))
             elif isinstance(node, ast.Call):
                 name = getattr(node.func, "id", None)
@@ -395,7 +395,7 @@ class SourceFile:
                         continue
                     target = f"{owner}.{node.args[1].value}" if ":" in owner else f"{owner}:{node.args[1].value}"
                     if name == "setattr" and len(node.args) >= 3:
-                        self.add(Use(target, "patch", self.where(node), self.text(node), lane=self.lane_of(node),
+                        self.add(Use(target, UseKind.PATCH.value, self.where(node), self.text(node), lane=self.lane_of(node),
                                      guard=self.guard_of(node), shape=self._shape_of(node.args[2])))
                     elif name == "hasattr" or len(node.args) >= 3:
                         self.add(Use(target, "attribute", self.where(node), self.text(node), lane=self.lane_of(node),
@@ -417,7 +417,7 @@ class SourceFile:
                 name = next((n.name for n in self.nodes if isinstance(n, ast.ClassDef)
                              and any(d is call for d in n.decorator_list)), None)
         if name:
-            self.add(Use(target, "register_oot", self.where(call), self.text(call), lane=self.lane_of(call),
+            self.add(Use(target, UseKind.REGISTER_OOT.value, self.where(call), self.text(call), lane=self.lane_of(call),
                          guard=self.guard_of(call), op_name=name))
 
     def decorated(self, target: str) -> ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | None:
