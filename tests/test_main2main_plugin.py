@@ -491,3 +491,32 @@ def test_a_dataclass_initvar_is_not_an_instance_attribute() -> None:
 
     assert not _surely_gives_instances(InitVarConfig, "max_model_len")
     assert _surely_gives_instances(InitVarConfig, "max_num_seqs")
+
+
+class _Stream:
+    """A stream that says whether it is a terminal, and keeps what is written to it."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty, self.written = tty, []
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        self.written.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_is_drawn_on_a_terminal_only(tty: bool) -> None:
+    from ascend_overlay.main2main.progress import Progress
+
+    stream = _Stream(tty)
+    with Progress(stream) as say:
+        say("comparing 120 changed modules")
+    drawn = "".join(stream.written)
+    assert ("comparing 120 changed modules" in drawn) is tty
+    assert bool(drawn) is tty
