@@ -361,6 +361,10 @@ def test_drift_plugin_p0_are_the_plugins_breaks_with_files_and_lines(report: dri
         assert name in p0, f"{name} not P0: {sorted(p0)}"
         assert where in p0[name].patches and p0[name].confirmed
     assert "vllm.distributed.get_tp_group" not in p0  # holds in NEW: the new lane is fine
+    assert "AttributeError" in p0["vllm.v1.request.RequestStatus.WAITING_FOR_FSM"].impact
+    assert "ImportError" in p0["vllm.distributed.old_helper"].impact
+    assert "delete the lane" in p0["vllm.distributed.old_helper"].impact
+    assert "no longer calls" in p0["vllm.model_executor.layers.fused_moe.layer.FusedMoE._maybe_reduce_final_output"].impact
     text = report_md.render(report)
     assert text.startswith("# vLLM Changes Relevant to vLLM Ascend")
     assert "## P0 - Breaking Changes (Must Adapt)" in text

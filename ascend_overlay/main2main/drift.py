@@ -265,7 +265,8 @@ def build_entries(items: list[dict[str, Any]], targets: list[Target], old_result
                           sorted({t.patch for t in hits}))
             p0_objects[item["object"]] = entry
         elif relied:
-            entry = Entry(1, "relied on by the overlay", item["file"], item["object"], item["change"], details,
+            who = "the plugin" if any(t.subject == "plugin" for t in relied) else "the overlay"
+            entry = Entry(1, f"relied on by {who}", item["file"], item["object"], item["change"], details,
                           _relied_impact(item["change"], relied), sorted({t.where for t in relied}),
                           item.get("line"), item.get("old_signature"), item.get("new_signature"),
                           sorted({t.patch for t in relied}))
@@ -346,10 +347,14 @@ def _target_entries(old_results: list[TargetResult], new_results: list[TargetRes
             key = ".".join((t.module, *t.path[:r.depth + 1]))  # ``X.gone.append``: the entry is ``X.gone``
         text = f"check: {r.status}: {r.detail}"
         if r.status == "own":
-            text = f"check: vLLM's base no longer has it, so the override is never called: {r.detail}"
+            dead = "the override is never called" if t.use is not None and t.use.how == "override" \
+                else "reading it finds nothing"
+            text = f"check: vLLM's base no longer has it, so {dead}: {r.detail}"
         existing = p0_objects.get(key)
         if existing is not None:
-            existing.priority = 0  # a P1 relied-on entry that check finds broken is P0
+            if existing.priority != 0:  # a P1 relied-on entry that check finds broken is P0
+                existing.impact = _use_impact(r) if t.subject == "plugin" else _p0_impact(existing.change, [t])
+            existing.priority = 0
             existing.confirmed = True
             if text not in existing.details and len(existing.details) < 6:
                 existing.details.append(text)
@@ -359,11 +364,35 @@ def _target_entries(old_results: list[TargetResult], new_results: list[TargetRes
             continue
         change = {"missing": "removed", "moved": "moved", "drift": "signature", "own": "removed"}[r.status]
         file = t.module.replace(".", "/") + ".py"
-        entry = Entry(0, priorities.area_of(file)[0], file, key, change, [text], _p0_impact(change, [t]),
+        impact = _use_impact(r) if t.subject == "plugin" else _p0_impact(change, [t])
+        entry = Entry(0, priorities.area_of(file)[0], file, key, change, [text], impact,
                       [t.where], None, t.contract, r.found, [t.patch], confirmed=True)
         p0_objects[key] = entry
         out.append(entry)
     return out
+
+
+def _use_impact(r: TargetResult) -> str:
+    """What a plugin's broken use does in NEW, and the adaptation, in its maintainer's terms."""
+    use = r.target.use
+    how = use.how if use is not None else ""
+    if r.status == "own":
+        what = "vLLM no longer calls this override" if how == "override" else "the name is gone from vLLM's base"
+    elif r.status == "moved":
+        what = f"the name moved ({', '.join(r.moved_to) or 'see above'}): import it from its new home"
+    elif r.status == "missing":
+        what = {"import": "the import fails (ImportError) when the file loads",
+                "patch": "the monkey patch's target is gone: it patches nothing, or fails",
+                "register_oot": "no vLLM class of that name is left: the plugin's op is never built",
+                "override": "vLLM's base no longer has this method: the override is never called"}.get(
+            how, "the name is gone: AttributeError where the plugin reads or calls it")
+    else:
+        what = {"override": "vLLM now calls this method with a shape the override does not accept",
+                "patch": "the replacement no longer accepts vLLM's calls",
+                "call": "the call no longer fits vLLM's new shape"}.get(how, "its shape changed")
+    lane = f"; it sits in the lane `{use.lane}`: if that lane is for the old release, delete the lane" \
+        if use is not None and use.lane else ""
+    return what + lane
 
 
 def _abstract_entries(new_abstract: dict[str, int], targets: list[Target],
