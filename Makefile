@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo demo-npu test lint bench docs clean upstream-tests
+.PHONY: setup demo demo-npu test lint bench docs clean upstream-tests eval-main2main
 
 setup: $(VENV)/.ascend-overlay-installed
 
@@ -45,6 +45,14 @@ upstream-tests: setup
 
 bench: setup
 	$(BIN)/python bench/run_all.py
+
+# How well `drift --plugin` finds what vllm-ascend had to adapt, on its history up to its vLLM 0.20 bump
+# (tests/data/main2main_eval.json; docs/main2main.md has the figures). Needs a vllm-ascend git clone or
+# mirror (REPO=...; skipped with the reason without one) and fetches the vLLM wheels it compares once.
+#   make eval-main2main [REPO=/path/to/vllm-ascend] [EVAL_OUT=file.json]
+EVAL_OUT ?= $(or $(ASCEND_OVERLAY_CACHE),$(HOME)/.cache/ascend-overlay)/main2main_eval_result.json
+eval-main2main: setup
+	$(BIN)/python -m ascend_overlay.main2main.evaluation score $(if $(REPO),--repo $(REPO)) --out $(EVAL_OUT) --record
 
 docs: setup
 	$(BIN)/python -m ascend_overlay.cli.docs_gen

@@ -131,19 +131,96 @@ def bench_drift(old_spec: str, new_spec: str, runs: int) -> float:
     return best
 
 
+PLUGIN_CHECK_GOAL_S = 10.0
+PLUGIN_DRIFT_ADDED_GOAL_S = 10.0
+_MIRROR = "/work/.mirror/vllm-project+vllm-ascend/repo"
+_PLUGIN_COMMIT = "3636a3dc9e^"  # vllm-ascend just before its vLLM 0.20.1 bump (inside the tuning range)
+
+
+def plugin_dir(spec: str | None) -> str | None:
+    """The plugin to time: ``--plugin DIR``, else vllm-ascend from a local git mirror (exported once)."""
+    if spec:
+        return spec
+    from pathlib import Path
+
+    from ascend_overlay.main2main import evaluation
+
+    if not Path(_MIRROR, "HEAD").exists():
+        return None
+    sha = evaluation.git(Path(_MIRROR), "rev-parse", _PLUGIN_COMMIT).strip()
+    return str(evaluation.export_plugin(Path(_MIRROR), sha))
+
+
+def bench_plugin(directory: str, old_spec: str, new_spec: str, drift_alone: float | None) -> tuple[float, float]:
+    """``check --plugin`` as a user runs it (whole command, cached vLLM tree) and what ``--plugin``
+    adds to ``drift`` (same trees, same process), beside drift alone."""
+    from pathlib import Path
+
+    from ascend_overlay.main2main import drift
+    from ascend_overlay.main2main.sources import resolve_source
+    from ascend_overlay.main2main.subjects import plugin_subject
+
+    files = sum(1 for _ in Path(directory).rglob("*.py"))
+    command = [sys.executable, "-m", "ascend_overlay", "check", "--plugin", directory, "--vllm", new_spec]
+    times = []
+    for run in ("first (plugin read, or its reading cached by an earlier run)", "again (readings cached)"):
+        cpu0, start = _cpu_seconds(), time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        print(f"check --plugin ({files} files, vLLM {new_spec} cached, whole command), {run}: {times[-1]:.2f} s wall, "
+              f"{_cpu_seconds() - cpu0:.2f} s CPU; load {os.getloadavg()[0]:.2f}")
+    check = times[-1]
+    print(f"  exit {done.returncode}: {done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr}")
+    print(f"  {_verdict(check, PLUGIN_CHECK_GOAL_S)}")
+    old, new = resolve_source(old_spec), resolve_source(new_spec)
+    if drift_alone is None:
+        cpu0, start = _cpu_seconds(), time.perf_counter()
+        drift.compare(old, new, [], subject="plugin")
+        drift_alone = time.perf_counter() - start
+        print(f"  (drift alone CPU over all processes: {_cpu_seconds() - cpu0:.1f} s)")
+    cpu0, start = _cpu_seconds(), time.perf_counter()
+    report = drift.compare(old, new, plugin_subject(Path(directory)).targets, subject="plugin")
+    with_plugin = time.perf_counter() - start
+    print(f"  (drift --plugin CPU over all processes: {_cpu_seconds() - cpu0:.1f} s)")
+    added = with_plugin - drift_alone
+    print(f"drift --plugin {old.version} -> {new.version}: {with_plugin:.1f} s; drift alone {drift_alone:.1f} s; "
+          f"added {added:.1f} s, ratio {with_plugin / drift_alone:.2f}; P0 {len(report.by_priority(0))}")
+    print(f"  added: {_verdict(added, PLUGIN_DRIFT_ADDED_GOAL_S)}")
+    return check, added
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", default="0.32.0", help="OLD SRC for drift (default %(default)s)")
     parser.add_argument("--new", default="0.33.0", help="NEW SRC for drift (default %(default)s)")
     parser.add_argument("--check-runs", type=int, default=5)
     parser.add_argument("--drift-runs", type=int, default=1)
+    parser.add_argument("--plugin", help="a plugin package directory for the --plugin timings (default: vllm-ascend "
+                        "from a local mirror, skipped without one)")
+    parser.add_argument("--plugin-old", default="0.19.1", help="OLD SRC for the plugin timings (default %(default)s)")
+    parser.add_argument("--plugin-new", default="0.20.1", help="NEW SRC for the plugin timings (default %(default)s)")
+    parser.add_argument("--only-plugin", action="store_true", help="time only the --plugin commands")
     args = parser.parse_args()
+    if args.only_plugin:
+        directory = plugin_dir(args.plugin)
+        if directory is None:
+            print("plugin timings skipped: no --plugin and no vllm-ascend mirror")
+            return 0
+        check, added = bench_plugin(directory, args.plugin_old, args.plugin_new, None)
+        return 0 if check <= PLUGIN_CHECK_GOAL_S and added <= PLUGIN_DRIFT_ADDED_GOAL_S else 1
     print(f"machine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     check = bench_check(args.check_runs)
     live = bench_live_reliance()
     drift_time = bench_drift(args.old, args.new, args.drift_runs)
+    directory = plugin_dir(args.plugin)
+    plugin_ok = True
+    if directory is None:
+        print("plugin timings skipped: no --plugin and no vllm-ascend mirror")
+    else:
+        p_check, added = bench_plugin(directory, args.plugin_old, args.plugin_new, None)
+        plugin_ok = p_check <= PLUGIN_CHECK_GOAL_S and added <= PLUGIN_DRIFT_ADDED_GOAL_S
     print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    return 0 if check <= CHECK_GOAL_S and drift_time <= DRIFT_GOAL_S and live <= LIVE_GOAL_RATIO else 1
+    return 0 if check <= CHECK_GOAL_S and drift_time <= DRIFT_GOAL_S and live <= LIVE_GOAL_RATIO and plugin_ok else 1
 
 
 if __name__ == "__main__":

@@ -105,3 +105,19 @@ def test_git_mode_bad_input(repo: tuple[Path, dict[str, str]], tmp_path: Path, a
     done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_plan_for_a_plugin_marks_the_steps_touching_modules_it_uses(repo: tuple[Path, dict[str, str]],
+                                                                    tmp_path: Path) -> None:
+    path, commits = repo
+    plugin = tmp_path / "my_plugin"
+    plugin.mkdir()
+    (plugin / "__init__.py").write_text("")
+    (plugin / "models.py").write_text("from vllm.model_executor.models.llama import LlamaModel\n")
+    done = subprocess.run([*CLI, "plan", "--git", str(path), commits["old"], "main", "--max-lines", "100",
+                           "--plugin", str(plugin), "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    steps = json.loads(done.stdout)["steps"]
+    touching = [s for s in steps if "vllm/model_executor/models/llama.py" in s["touches_target_modules"]]
+    assert [s["commits"] for s in touching][0][0] == commits["small"]
+    assert all("vllm/worker/generated.py" not in s["touches_target_modules"] for s in steps)

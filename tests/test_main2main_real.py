@@ -7,6 +7,10 @@ wheels (see shared/VLLM_FACTS.md), not numbers copied from a previous run.
 
 from __future__ import annotations
 
+import copy
+import re
+from pathlib import Path
+
 import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -41,9 +45,21 @@ def probe(real_sources: tuple[VllmSource, VllmSource]) -> Target:
 
 
 @pytest.fixture(scope="module")
-def report(real_sources: tuple[VllmSource, VllmSource], probe: Target) -> drift.DriftReport:
+def api_items(real_sources: tuple[VllmSource, VllmSource], probe: Target) -> list[dict]:
+    """The comparison of the two trees, done once for both reports below."""
+    return drift.api_items(*real_sources, drift.relevant_private(overlay_targets()[0] + [probe]))
+
+
+@pytest.fixture(scope="module")
+def report(real_sources: tuple[VllmSource, VllmSource], probe: Target, api_items: list[dict]) -> drift.DriftReport:
     targets = overlay_targets()[0] + [probe]
-    return drift.compare(real_sources[0], real_sources[1], targets)
+    return drift.compare(real_sources[0], real_sources[1], targets, api_items=copy.deepcopy(api_items))
+
+
+@pytest.fixture(scope="module")
+def own_report(real_sources: tuple[VllmSource, VllmSource], api_items: list[dict]) -> drift.DriftReport:
+    """The overlay as it is, without the probe: what ``ascend-overlay drift 0.32.0 0.33.0`` reports."""
+    return drift.compare(real_sources[0], real_sources[1], overlay_targets()[0], api_items=copy.deepcopy(api_items))
 
 
 def test_sources_carry_version_and_commit(real_sources: tuple[VllmSource, VllmSource]) -> None:
@@ -75,10 +91,11 @@ def test_drift_ranks_the_known_changes(report: drift.DriftReport) -> None:
     assert any("new required parameter `cp_kv_cache_interleave_size`" in d for d in worker.details)
     added = by_object["vllm.platforms.interface.Platform.get_kv_cache_config_builder_cls"]
     assert added.priority == 1 and added.change == "added"
-    # 0.33 removed the legacy Ray executor, which a patch for 0.32 (range <0.33) edits: P0, naming it.
+    # 0.33 removed the legacy Ray executor, which a patch for 0.32 (range <0.33) edits: its range
+    # already retires it, so it is listed as retired, never P0.
     removed = by_object["vllm.v1.executor.ray_executor"]
-    assert removed.change in ("removed", "moved") and removed.priority == 0
-    assert removed.patch_names == ["ray_workers_overlay_legacy"]
+    assert removed.change in ("removed", "moved") and removed.priority > 1 and not removed.patch_names
+    assert [r.split(" (")[0] for r in report.retired] == ["ray_workers_overlay_legacy"]
     moved = [e for e in report.entries if e.file.startswith("vllm/entrypoints/") and e.change == "moved"]
     assert moved, "0.33 moved modules under vllm/entrypoints/ without shims"
     assert any(e.priority == 3 for e in report.entries if e.file.startswith("vllm/model_executor/models/"))
@@ -128,9 +145,30 @@ def test_p1_is_what_the_npu_path_inherits_not_other_devices(report: drift.DriftR
 
 
 def test_no_relied_on_change_is_ranked_below_p1(report: drift.DriftReport) -> None:
-    relied = {".".join((t.module, *t.path)) for t in overlay_targets()[0] if t.use is not None}
+    relied = {".".join((t.module, *t.path)) for t in overlay_targets()[0] if t.use is not None
+              and (not t.vllm_spec or Version("0.33.0") in SpecifierSet(t.vllm_spec))}
     low = [(e.object, e.priority) for e in report.entries if e.object in relied and e.priority > 1]
     assert low == []
     for result in report.new_targets:
         if result.target.use is not None and Version("0.33.0") in SpecifierSet(result.target.vllm_spec):
             assert result.status in ("ok", "unverifiable"), (result.target.target, result.detail)
+
+
+def test_the_overlays_own_drift_has_no_p0_and_exits_0(own_report: drift.DriftReport) -> None:
+    assert own_report.by_priority(0) == [] and own_report.confirmed_p0 == []
+    assert [r.split(" (")[0] for r in own_report.retired] == ["ray_workers_overlay_legacy"]
+    top = own_report.by_priority(0) + own_report.by_priority(1)
+    assert len(top) < 60
+
+
+def test_the_counts_docs_quote_are_those_of_a_run(own_report: drift.DriftReport) -> None:
+    """docs/main2main.md quotes drift 0.32.0 -> 0.33.0 between markers; a run must give the same."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "main2main.md").read_text(encoding="utf-8")
+    quoted = re.search(r"<!-- counts: drift 0.32.0 0.33.0 -->(.*?)<!-- /counts -->", text, re.S)
+    assert quoted, "docs/main2main.md lost its generated counts block"
+    assert quoted.group(1).strip() == counts_line(own_report), f"stale: the run gives {counts_line(own_report)!r}"
+
+
+def counts_line(report: drift.DriftReport) -> str:
+    entries = report.counts()["entries"]
+    return ", ".join(f"{k} {v}" for k, v in entries.items()) + f"; retired by range: {len(report.retired)}"

@@ -9,6 +9,7 @@ from pathlib import Path
 from ascend_overlay.core import reliance
 from ascend_overlay.core.catalog import builtin_patch_dir, load_catalog
 from ascend_overlay.core.patch import Patch
+from ascend_overlay.core.reliance.model import UseKind
 from ascend_overlay.core.settings import VARIABLES, Variable
 from ascend_overlay.core.vocabulary import Phase, Word
 
@@ -43,7 +44,7 @@ def _section(patch: Patch) -> str:
     for edit in patch.edits:
         lines.append(f"- **{edit.kind.value}** `{edit.target}` — contract `{edit.contract or 'unpinned'}`"
                      + (f" (also accepts {', '.join(f'`{c}`' for c in edit.compatible)})" if edit.compatible else ""))
-    relied = sorted({".".join(u.path) for u in reliance.uses_of_patch(patch) if u.how != "import"})
+    relied = sorted({".".join(u.path) for u in reliance.uses_of_patch(patch) if u.how is not UseKind.IMPORT})
     if relied:
         lines.append("- **relies on** (not edited; checked at apply time and by `check`): "
                      + ", ".join(f"`{name}`" for name in relied))

@@ -23,6 +23,7 @@ from typing import Any
 from ascend_overlay.core import contract, reliance, wrapper
 from ascend_overlay.core.errors import PatchApplyError
 from ascend_overlay.core.patch import Edit, Patch
+from ascend_overlay.core.reliance.model import VerdictStatus
 from ascend_overlay.core.vocabulary import Decision, EditKind, Phase, Reason
 
 _ABSENT = wrapper._ABSENT
@@ -128,7 +129,7 @@ def precheck(patch: Patch, *, import_module: bool = True) -> Precheck:
         resolved.append(found)
     for verdict in reliance.check_live(patch, import_modules=import_module and patch.phase is not Phase.IMPORT):
         if verdict.breaks:
-            if verdict.status == "missing":
+            if verdict.status is VerdictStatus.MISSING:
                 return _refused(Reason.MISSING, f"missing: {verdict.message}", MISSING_HINT)
             return _refused(Reason.DRIFT, f"drift: {verdict.message}", DRIFT_HINT)
     return Precheck(None, resolved)

@@ -29,6 +29,44 @@ _CHANGE_OF_KIND = {
 }
 
 
+def signature_impact(old_sig: str, new_sig: str) -> tuple[str | None, str | None]:
+    """Why a signature change breaks its callers, and why it breaks subclasses that override it
+    (each None when it does not): the two audiences of a changed ``__init__`` or method differ. A
+    caller wrote a call the old shape accepted; a subclass wrote an override vLLM now calls with the
+    new shape."""
+    from ascend_overlay.core.reliance.shapes import call_problem, override_problem, parse
+
+    params = parse(old_sig) or []
+    bound = bool(params) and params[0].name in ("self", "cls")
+    usable = params[1:] if bound else params
+    positional = [p for p in usable if p.kind in ("positional_only", "positional_or_keyword") and p.required]
+    callers = call_problem(new_sig, len(positional), (), bound)
+    if callers is None:
+        for p in usable:
+            if p.kind in ("positional_or_keyword", "keyword_only") and not p.required:
+                problem = call_problem(new_sig, len(positional), (p.name,), bound)
+                if problem is not None:
+                    callers = problem
+                    break
+    return callers, override_problem(new_sig, old_sig)
+
+
+def _judged_change(old_sig: str, new_sig: str) -> tuple[str, list[str]]:
+    callers, subclasses = signature_impact(old_sig, new_sig)
+    details = [f"{old_sig} -> {new_sig}"]
+    if callers:
+        details.append(f"callers: a call that fitted before {callers.replace('the call', 'it')}")
+    if subclasses:
+        details.append(f"subclasses: an override written for the old shape no longer fits ({subclasses})")
+    if callers and subclasses:
+        return "signature (breaks callers and subclasses)", details
+    if callers:
+        return "signature (breaks callers)", details
+    if subclasses:
+        return "signature (breaks subclasses)", details
+    return "signature (compatible)", details
+
+
 def _describe_breakage(b: Any) -> str:
     kind = b.kind
     old, new = b.old_value, b.new_value
@@ -157,8 +195,11 @@ def _members(obj: Any) -> dict[str, Any]:
 
 
 def additions_and_signatures(old: StaticTree, new: StaticTree, modules: list[str],
-                             known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """New public objects, and signature changes griffe does not count as breaking."""
+                             known: dict[str, dict[str, Any]], relevant: frozenset[str] = frozenset()
+                             ) -> list[dict[str, Any]]:
+    """New public objects; removals and signature changes griffe does not report (it skips what it
+    deems private, and ``__init__``); return annotations; and private members a subject overrides or
+    calls (``relevant``: dotted paths), which are exactly what plugins touch."""
     out: list[dict[str, Any]] = []
     for name in modules:
         new_mod = new.module(name)
@@ -176,7 +217,7 @@ def additions_and_signatures(old: StaticTree, new: StaticTree, modules: list[str
             out.append(_item("added", new_mod, new.root, details))
             continue
         try:
-            _compare_scope(old_mod, new_mod, new.root, known, out, depth=0)
+            _compare_scope(old_mod, new_mod, new.root, known, out, depth=0, relevant=relevant, old_root=old.root)
         except Exception as exc:  # same reason as in breaking_items: report, do not sink
             out.append({"change": "analysis incomplete", "object": name, "kind": "module",
                         "file": new.relpath(name), "line": None, "public": True, "toplevel": True,
@@ -185,10 +226,21 @@ def additions_and_signatures(old: StaticTree, new: StaticTree, modules: list[str
 
 
 def _compare_scope(old_scope: Any, new_scope: Any, root: Path, known: dict[str, dict[str, Any]],
-                   out: list[dict[str, Any]], depth: int) -> None:
+                   out: list[dict[str, Any]], depth: int, relevant: frozenset[str] = frozenset(),
+                   old_root: Path | None = None) -> None:
     old_members = _members(old_scope)
-    for name, member in _members(new_scope).items():
-        if member.is_module or not _is_public(member.path):
+    new_members = _members(new_scope)
+    for name, before in old_members.items():
+        if name in new_members or before.is_module or name in new_scope.members:
+            continue  # still here (an alias now counts: the name still imports)
+        if not (_is_public(before.path) or before.path in relevant):
+            continue
+        if before.path in known or not (before.is_class or before.is_function):
+            continue
+        out.append(_item("removed", before, old_root or root, ["removed"],
+                         old_signature=_signature(before) if before.is_function else None))
+    for name, member in new_members.items():
+        if member.is_module or not (_is_public(member.path) or member.path in relevant):
             continue
         before = old_members.get(name)
         if before is None:
@@ -198,19 +250,48 @@ def _compare_scope(old_scope: Any, new_scope: Any, root: Path, known: dict[str, 
             continue
         if member.is_function and before.is_function:
             old_sig, new_sig = _signature(before), _signature(member)
+            returns = _returns_change(before, member)
             if old_sig != new_sig and old_sig is not None and new_sig is not None:
+                change, details = _judged_change(old_sig, new_sig)
                 item = known.get(member.path)
                 if item is not None:
                     item.setdefault("old_signature", old_sig)
                     item["new_signature"] = new_sig
+                    item["details"] += [d for d in details[1:] if d not in item["details"]]
+                    if returns:
+                        item["details"].append(returns)
                 else:
-                    out.append(_item("signature (compatible)", member, root, [f"{old_sig} -> {new_sig}"],
+                    out.append(_item(change, member, root, details + ([returns] if returns else []),
                                      old_signature=old_sig, new_signature=new_sig))
+            elif returns:
+                arity = _arity_changed(before, member)
+                out.append(_item("return type (breaks unpacking)" if arity else "return type", member, root,
+                                 [returns], old_signature=old_sig, new_signature=new_sig))
         elif member.is_class and before.is_class and depth < 3:
-            _compare_scope(before, member, root, known, out, depth + 1)
+            _compare_scope(before, member, root, known, out, depth + 1, relevant, old_root)
 
 
-def analyze(old_root: str, new_root: str, modules: list[str], package: str = "vllm") -> list[dict[str, Any]]:
+def _returns_text(func: Any) -> str | None:
+    returns = getattr(func, "returns", None)
+    return None if returns is None else str(returns)
+
+
+def _returns_change(before: Any, after: Any) -> str | None:
+    old, new = _returns_text(before), _returns_text(after)
+    if old == new or old is None or new is None:
+        return None
+    return f"returns `{old}` -> `{new}`"
+
+
+def _arity_changed(before: Any, after: Any) -> bool:
+    from ascend_overlay.core.reliance.judge import tuple_arity
+
+    old, new = tuple_arity(_returns_text(before)), tuple_arity(_returns_text(after))
+    return old is not None and new is not None and old != new
+
+
+def analyze(old_root: str, new_root: str, modules: list[str], package: str = "vllm",
+            relevant: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """All API items for ``modules`` (names of changed, added or removed modules) between two trees."""
     old = StaticTree(Path(old_root), package, placeholders=True)
     new = StaticTree(Path(new_root), package, placeholders=True)
@@ -225,7 +306,8 @@ def analyze(old_root: str, new_root: str, modules: list[str], package: str = "vl
         return []
     known = breaking_items(old_top, new_top, old.root, new.root)
     _inherited_now(new, known)
-    extra = additions_and_signatures(old, new, modules, known)
+    extra = additions_and_signatures(old, new, modules, known, relevant)
+    _inherited_now(new, {item["object"]: item for item in extra if item["change"] == "removed"})
     failed = [{"change": "unreadable", "object": name, "kind": "module", "file": tree.relpath(name),
                "line": None, "details": [f"could not be parsed in the {side} tree: {why}"], "public": True}
               for side, tree in (("old", old), ("new", new)) for name, why in tree.failed.items()]

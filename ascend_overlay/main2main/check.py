@@ -14,6 +14,7 @@ from packaging.version import InvalidVersion, Version
 
 from ascend_overlay.core.contract import explain_drift
 from ascend_overlay.core.reliance import judge
+from ascend_overlay.core.reliance.model import Hit, HitStatus, UseKind, VerdictStatus
 from ascend_overlay.core.vllm_version import version_matches
 from ascend_overlay.main2main import name_index
 from ascend_overlay.main2main.fingerprints import fingerprint
@@ -29,16 +30,18 @@ _MAX_MOVED = 3
 @dataclass
 class TargetResult:
     target: Target
-    status: str                 # ok | drift | missing | moved | unverifiable
+    status: VerdictStatus
     found: str | None = None    # the fingerprint read from source, when it could be
     detail: str = ""
     moved_to: list[str] = field(default_factory=list)
     applies: bool = True        # does the patch's vllm range include this version?
     defined_in: str | None = None
+    already_broken: bool = False  # broken the same way in a baseline vLLM (``check --baseline``)
+    depth: int | None = None      # a relied-on name: how much of its path resolved (where it broke)
 
     @property
     def breaks(self) -> bool:
-        return self.status in BREAKING and self.applies
+        return self.status in BREAKING and self.applies and not self.already_broken
 
     def as_dict(self) -> dict[str, Any]:
         t = self.target
@@ -79,6 +82,32 @@ class CheckReport:
                 row["because"].append({"target": r.target.target, "relied_on": r.target.use.name if r.target.use
                                        else None, "status": r.status, "detail": f"{what}: {r.detail}"})
         return list(rows.values())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per relied-on use, as a plugin's maintainer acts on it: the vLLM name, its verdict,
+        the plugin file and line, how the code uses it, the version lane it sits in, and why."""
+        out = []
+        for r in self.results:
+            use = r.target.use
+            if use is None:
+                continue
+            file, _, line = use.where.rpartition(":")
+            because = r.detail
+            if r.moved_to:
+                because += f" (now at {', '.join(r.moved_to)})"
+            if use.lane and r.breaks:
+                serves = lane_serves(use.lane, self.source.version)
+                if serves is False:
+                    because += (f"; in the lane `{use.lane}`, which does not serve vLLM {self.source.version}: "
+                                "deleting the lane is the adaptation")
+            out.append({"name": use.target, "status": r.status, "breaks": r.breaks, "file": file,
+                        "line": int(line) if line.isdigit() else None, "module": r.target.patch,
+                        "use": {"how": str(use.how.value if hasattr(use.how, "value") else use.how),
+                                "text": use.text},
+                        "lane": use.lane or None, "guard": use.guard or None, "because": because,
+                        "moved_to": r.moved_to, "found": r.found,
+                        "already_broken": r.already_broken})
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -143,34 +172,57 @@ class Checker:
             if target.contract is not None and first_fp is not None:
                 compat = "; shape unchanged" if _compatible(target, first_fp) else \
                     "; and " + explain_drift(target.contract, first_fp)
-            return TargetResult(target, "moved", first_fp,
+            return TargetResult(target, VerdictStatus.MOVED, first_fp,
                                 f"not in {target.module}; found as {moved[0]}{compat}", moved, applies)
-        return TargetResult(target, "missing", None, self.why_missing(target), [], applies)
+        return TargetResult(target, VerdictStatus.MISSING, None, self.why_missing(target), [], applies)
 
     def check_use(self, target: Target, applies: bool) -> TargetResult:
         """A relied-on name: the same judgement as at apply time (``reliance.judge``), from source."""
         use = target.use
-        hit = self.lookup.find(use.module, use.path)
+        assert use is not None  # a relied-on target carries its use
+        if use.how is UseKind.REGISTER_OOT:
+            return self.check_register_oot(target, applies)
+        if target.subject == "plugin":  # never import torch for a plugin: its own names are "own"
+            hit = self.lookup.find(use.module, use.path, external=False, assume_external=not use.own_at)
+        else:
+            hit = self.lookup.find(use.module, use.path, external=not use.own_at)
         verdict = judge(use, hit)
         detail = f"{use.text} ({use.how} at {use.where}): {verdict.detail}"
-        if verdict.status == "missing" and hit.depth == 0 and use.path:
+        if verdict.status is VerdictStatus.MISSING and hit.depth == 0 and use.path:
             moved = self.moved_candidates(target)
             if moved:
-                return TargetResult(target, "moved", None, f"{detail}; found as {moved[0]}", moved, applies)
-        return TargetResult(target, verdict.status, verdict.found, detail, [], applies)
+                return TargetResult(target, VerdictStatus.MOVED, None, f"{detail}; found as {moved[0]}", moved, applies)
+        return TargetResult(target, verdict.status, verdict.found, detail, [], applies, depth=hit.depth)
+
+    def check_register_oot(self, target: Target, applies: bool) -> TargetResult:
+        """``CustomOp.register_oot(name="X")`` swaps in the plugin's class wherever vLLM builds its class
+        named X: with no vLLM class of that name, the plugin's op is silently never used."""
+        use = target.use
+        assert use is not None
+        owner = self.lookup.find(use.module, use.path)
+        homes = [m for m in self.index().get(use.op_name, []) if (f := self.tree.lookup(m, (use.op_name,)))
+                 is not None and f.kind == "class" and f.via_alias is None]
+        where = f"{use.text} ({use.how} at {use.where})"
+        if owner.status is HitStatus.MISSING:
+            return TargetResult(target, VerdictStatus.MISSING, None, f"{where}: {owner.detail}", [], applies)
+        if not homes:
+            verdict = judge(use, Hit(HitStatus.MISSING, detail=f"no vLLM class is named {use.op_name!r}: the plugin's "
+                                                        "replacement is never built"))
+            return TargetResult(target, verdict.status, None, f"{where}: {verdict.detail}", [], applies)
+        return TargetResult(target, VerdictStatus.OK, None, f"{where}: replaces {homes[0]}:{use.op_name}", [], applies)
 
     def _judge(self, target: Target, fp: str | None, applies: bool) -> TargetResult:
         if target.contract is None:
-            return TargetResult(target, "ok", fp, "present (unpinned)", applies=applies)
+            return TargetResult(target, VerdictStatus.OK, fp, "present (unpinned)", applies=applies)
         if fp is None:
-            return TargetResult(target, "unverifiable", None,
+            return TargetResult(target, VerdictStatus.UNVERIFIABLE, None,
                                 "present, but its shape cannot be read from source (external base, "
                                 "decorator or computed value); verify with `ascend-overlay status`",
                                 applies=applies)
         if _compatible(target, fp):
-            return TargetResult(target, "ok", fp, "matches pin" if fp == target.contract else
+            return TargetResult(target, VerdictStatus.OK, fp, "matches pin" if fp == target.contract else
                                 "matches a declared compatible shape", applies=applies)
-        return TargetResult(target, "drift", fp, explain_drift(target.contract, fp), applies=applies)
+        return TargetResult(target, VerdictStatus.DRIFT, fp, explain_drift(target.contract, fp), applies=applies)
 
     def why_missing(self, target: Target) -> str:
         if self.tree.module_file(target.module) is None:
@@ -237,11 +289,63 @@ def run_check(source: VllmSource, targets: list[Target], *, ignore_ranges: bool 
     return CheckReport(source, results, list(problems or []))
 
 
+def lane_serves(lane: str, version: str | None) -> bool | None:
+    """Does code under this lane (``vllm_version_is("0.19.0")``, ``not vllm_version_is(...)``, ``and``/
+    ``or`` of them) run on ``version``? None when the lane tests more than the version."""
+    import ast
+
+    if version is None:
+        return None
+    try:
+        node = ast.parse(lane, mode="eval").body
+    except SyntaxError:
+        return None
+
+    def value(n: ast.expr) -> bool | None:
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not):
+            inner = value(n.operand)
+            return None if inner is None else not inner
+        if isinstance(n, ast.BoolOp):
+            values = [value(v) for v in n.values]
+            if isinstance(n.op, ast.And):
+                return False if False in values else (None if None in values else True)
+            return True if True in values else (None if None in values else False)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == "vllm_version_is" \
+                and n.args and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str):
+            try:
+                return Version(n.args[0].value) == Version(version)
+            except InvalidVersion:
+                return n.args[0].value == version
+        return None
+
+    return value(node)
+
+
+def mark_baseline(report: CheckReport, baseline: CheckReport) -> None:
+    """A use broken the same way in the baseline vLLM (the one the subject works with today) is not
+    this version's doing: marked, and no longer a break of this check."""
+    before = {_use_key(r): r for r in baseline.results}
+    for r in report.results:
+        was = before.get(_use_key(r))
+        if was is not None and was.status == r.status and was.found == r.found and r.status in BREAKING:
+            r.already_broken = True
+        elif was is not None and was.status is VerdictStatus.OK and r.status is VerdictStatus.OWN:
+            # vLLM's base had it in the baseline and lost it: the override is never called now, a
+            # ``self.x`` read finds nothing. Alone, one tree cannot tell this from a name of the subclass.
+            r.status = VerdictStatus.MISSING
+            r.detail += f"; it was vLLM's in the baseline ({baseline.source.version}): gone from vLLM, not the plugin's"
+
+
+def _use_key(r: TargetResult) -> tuple[Any, ...]:
+    return (r.target.target, r.target.patch, r.target.use.where if r.target.use else None,
+            r.target.use.how if r.target.use else None)
+
+
 def format_table(report: CheckReport) -> str:
     """A fixed-width table a person reads at a glance: status first, then who suffers, then why."""
     rows = [("STATUS", "PATCH", "TARGET", "DETAIL")]
     for r in report.results:
-        if r.target.use is not None and r.status in ("ok", "unverifiable") and not r.breaks:
+        if r.target.use is not None and r.status in (VerdictStatus.OK, VerdictStatus.UNVERIFIABLE) and not r.breaks:
             continue  # relied-on names that hold are counted below the table, not listed
         status = r.status.upper() if r.breaks else r.status
         detail = r.detail

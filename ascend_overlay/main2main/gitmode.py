@@ -120,15 +120,17 @@ def renames(repo: Path, old: str, new: str) -> list[tuple[str, str, int]]:
     return pairs
 
 
-def drift_between(repo: Path, old: str, new: str, targets: list[Target]) -> drift.DriftReport:
+def drift_between(repo: Path, old: str, new: str, targets: list[Target], *, subject: str = "overlay",
+                  progress: Any = None) -> drift.DriftReport:
     """The drift report between two commits, with git's own rename detection and the files outside
     the package (tests, docs, dependency files) listed by size."""
     repo = check_repo(repo)
     old_src, new_src = export(repo, old), export(repo, new)
+    assert old_src.commit is not None and new_src.commit is not None  # an export names its commit
     stats = _numstat(git(repo, "diff", "--numstat", "--no-renames", old_src.commit, new_src.commit))
     other = [(path, lines) for lines, path in stats if not path.startswith(PACKAGE + "/")]
     return drift.compare(old_src, new_src, targets, other_files=other,
-                         renames=renames(repo, old_src.commit, new_src.commit))
+                         renames=renames(repo, old_src.commit, new_src.commit), subject=subject, progress=progress)
 
 
 @dataclass

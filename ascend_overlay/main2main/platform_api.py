@@ -25,7 +25,7 @@ def _is_abstract(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
         if name == "abstractmethod":
             return True
     body = list(node.body)
-    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
             and isinstance(body[0].value.value, str):
         body = body[1:]
     if len(body) != 1 or not isinstance(body[0], ast.Raise) or body[0].exc is None:

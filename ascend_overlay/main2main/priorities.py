@@ -41,10 +41,14 @@ OTHER_DEVICE_FILES: tuple[str, ...] = (
     "vllm/platforms/cpu.py", "vllm/platforms/zen_cpu.py", "vllm/v1/attention/backends/mla/*", "vllm/_C.pyi",
 )
 OTHER_DEVICE_WORDS = frozenset({
-    "cuda", "cudagraph", "cudagraphs", "rocm", "aiter", "hip", "triton", "cutlass", "flashinfer", "flashmla",
+    "cuda", "rocm", "aiter", "hip", "triton", "cutlass", "flashinfer", "flashmla",
     "marlin", "machete", "deepgemm", "deepep", "nvfp4", "trtllm", "xpu", "tpu", "zentorch", "nvidia", "amd",
-    "cublas", "cudnn", "nccl", "rccl", "flash_attn", "fa_utils", "deep_gemm", "cuda_graph", "cpu_attn",
+    "cublas", "cudnn", "nccl", "rccl", "flash_attn", "fa_utils", "deep_gemm", "cpu_attn",
 })
+# vLLM's CUDA-graph utilities (``cudagraph_utils.py``, ``cuda_graph.py``) are named after CUDA but are
+# the graph-capture machinery every device's runner subclasses (the NPU's ACL graphs included): ranked
+# by what relies on them, never dismissed by their name.
+GRAPH_UTILITY_WORDS = frozenset({"cudagraph", "cudagraphs"})
 OTHER_DEVICES = "other devices (CUDA, ROCm, XPU, TPU, CPU kernels and backends)"
 P3_AREAS: tuple[tuple[str, str], ...] = (
     ("vllm/model_executor/models/", "models"),
@@ -73,6 +77,8 @@ def is_other_device(path: str) -> bool:
     if any(fnmatch.fnmatch(path, pattern) for pattern in OTHER_DEVICE_FILES):
         return True
     words = [w for w in re.split(r"[/_.\-]", path.lower()) if w]
+    words = [w for i, w in enumerate(words) if w not in GRAPH_UTILITY_WORDS
+             and not (w == "cuda" and i + 1 < len(words) and words[i + 1] in ("graph", "graphs"))]
     pairs = {f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)}
     return bool(OTHER_DEVICE_WORDS.intersection(words) or OTHER_DEVICE_WORDS.intersection(pairs))
 
@@ -112,7 +118,13 @@ def classify(path: str, change: str, public: bool) -> tuple[int, str]:
         return 4, area
     if imposed is not None:
         return imposed, area
-    return (2 if change in BREAKING_CHANGES else 4), area
+    return (2 if is_breaking(change) else 4), area
+
+
+def is_breaking(change: str) -> bool:
+    """A change that breaks code written against the old API (removals, moves, signatures that no
+    longer fit callers or subclasses, a return tuple of another length)."""
+    return change in BREAKING_CHANGES or change.startswith(("signature (breaks", "return type (breaks"))
 
 
 def impact(priority: int, change: str, area: str, obj: str) -> str:
@@ -126,7 +138,7 @@ def impact(priority: int, change: str, area: str, obj: str) -> str:
         if change == "added":
             return (f"new in a class the NPU path inherits: check whether the NPU code must provide or "
                     f"override `{name}` (it gets vLLM's default)")
-        if change == "signature (compatible)":
+        if change in ("signature (compatible)", "signature (breaks subclasses)"):
             return (f"callers still work, but an NPU class overriding `{name}` must accept the new "
                     "parameters, or vLLM's calls into it fail")
         return f"the NPU path inherits `{name}`: re-check what it runs there, and adapt overrides and callers"

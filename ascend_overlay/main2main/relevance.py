@@ -20,7 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ascend_overlay.core.patch import parse_target
-from ascend_overlay.main2main.targets import Target
+from ascend_overlay.core.reliance.model import UseKind
+from ascend_overlay.main2main.targets import Target, TargetRole
 from ascend_overlay.main2main.tree import StaticTree, is_opaque
 
 # The NPU path's vLLM interfaces that no overlay class subclasses yet, and the overlay file that
@@ -40,17 +41,18 @@ NPU_PATH_INTERFACES: dict[str, str] = {
 _OVERLAY_ROOT = Path(__file__).resolve().parents[2]
 
 
-def inherited_roots(targets: list[Target]) -> dict[str, set[str]]:
-    """``module:Class`` -> overlay files, for every class the overlay subclasses or patches a method of."""
+def inherited_roots(targets: list[Target], *, interfaces: bool = True) -> dict[str, set[str]]:
+    """``module:Class`` -> subject files, for every class the subject subclasses or patches a method
+    of. ``interfaces``: add the overlay's NPU path interfaces (not for a plugin, which brings its own)."""
     roots: dict[str, set[str]] = {}
     for t in targets:
-        if t.use is not None and t.use.how == "override":
+        if t.use is not None and t.use.how is UseKind.OVERRIDE:
             roots.setdefault(_owner(t.target), set()).add(t.patch_file)
-        elif t.role == "patch" and len(t.path) > 1:
+        elif t.role is TargetRole.PATCH and len(t.path) > 1:
             roots.setdefault(_owner(t.target), set()).add(t.patch_file)
-        elif t.role in ("patch", "hook") and t.contract and t.contract.startswith("class"):
+        elif t.role in (TargetRole.PATCH, TargetRole.HOOK) and t.contract and t.contract.startswith("class"):
             roots.setdefault(t.target, set()).add(t.patch_file)  # replaced by a subclass
-    for cls, file in NPU_PATH_INTERFACES.items():
+    for cls, file in NPU_PATH_INTERFACES.items() if interfaces else ():
         if cls not in roots and (_OVERLAY_ROOT / file).is_file():
             roots[cls] = {file}
     return roots

@@ -199,9 +199,24 @@ def version_source(version: str, dist: str = PACKAGE) -> VllmSource:
 
 
 def _cached_wheel(directory: Path, version: str, dist: str) -> Path | None:
-    prefix = re.sub(r"[-_.]+", "_", dist).lower() + "-" + version + "-"
-    found = sorted(p for p in directory.glob("*.whl") if p.name.lower().startswith(prefix))
-    return found[0] if found else None
+    """The cached wheel of ``dist==version``, its name read by ``packaging`` (build tags included:
+    ``vllm-0.20.1-1-cp38-abi3-...whl``)."""
+    from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+    wanted = canonicalize_name(dist)
+    try:
+        target = Version(version)
+    except InvalidVersion:
+        return None
+    found = []
+    for path in directory.glob("*.whl"):
+        try:
+            name, wheel_version, _build, _tags = parse_wheel_filename(path.name)
+        except InvalidWheelFilename:
+            continue
+        if name == wanted and wheel_version == target:
+            found.append(path)
+    return sorted(found)[0] if found else None
 
 
 def fetch_wheel(version: str, dist: str = PACKAGE) -> Path:
@@ -214,8 +229,12 @@ def fetch_wheel(version: str, dist: str = PACKAGE) -> Path:
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "--retries", "2", "--timeout", "30",
                "-d", str(directory), f"{dist}=={version}"]
+    from ascend_overlay.main2main.progress import Progress
+
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+        with Progress() as say:
+            say(f"downloading {dist}=={version} (a vLLM wheel is ~250-330 MB; kept in {directory})")
+            done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         raise SourceError(f"could not run pip to fetch {dist}=={version}: {exc}") from None
     cached = _cached_wheel(directory, version, dist)

@@ -11,6 +11,16 @@ from pathlib import Path
 
 from ascend_overlay.core.patch import Patch, Targeted
 from ascend_overlay.core.reliance import Use
+from ascend_overlay.core.reliance.model import UseKind
+from ascend_overlay.core.vocabulary import Word
+
+
+class TargetRole(Word):
+    """What a target is to the subject that relies on it."""
+
+    PATCH = "patch"          # a patch edits it
+    HOOK = "hook"            # one of the overlay's hook points edits it
+    RELIED_ON = "relied-on"  # used without being edited
 
 
 @dataclass(frozen=True)
@@ -23,8 +33,14 @@ class Target(Targeted):
     patch: str
     patch_file: str
     vllm_spec: str
-    role: str  # "patch" | "hook" | "relied-on"
+    role: TargetRole
     use: Use | None = None  # for a relied-on name found by ``ascend_overlay.core.reliance``: how it is used
+    subject: str = "overlay"  # "overlay", or "plugin": a plugin's files are named with their lines
+
+    @property
+    def where(self) -> str:
+        """The file to adapt, with the line for a plugin's use (``vllm_ascend/ops/gdn.py:40``)."""
+        return self.use.where if self.subject == "plugin" and self.use is not None else self.patch_file
 
 
 
@@ -41,7 +57,7 @@ def _display_path(path: str | None) -> str:
     return str(resolved.relative_to(_REPO)) if resolved.is_relative_to(_REPO) else str(resolved)
 
 
-def from_patches(patches: list[Patch], role: str = "patch", default_file: str | None = None) -> list[Target]:
+def from_patches(patches: list[Patch], role: TargetRole = TargetRole.PATCH, default_file: str | None = None) -> list[Target]:
     out = []
     for patch in patches:
         for edit in patch.edits:
@@ -58,7 +74,7 @@ def overlay_targets(hotfix_dirs: tuple[str, ...] = ()) -> tuple[list[Target], li
 
     catalog = load_catalog(hotfix_dirs)
     targets = from_patches(catalog.own)
-    targets += from_patches(catalog.hooks, role="hook")
+    targets += from_patches(catalog.hooks, role=TargetRole.HOOK)
     targets += relied_on(catalog.patches)
     problems = [f"{p.path}: {p.message}" for p in catalog.problems]
     return targets, problems
@@ -72,13 +88,13 @@ def relied_on(patches: list[Patch]) -> list[Target]:
     for patch in patches:
         file = _display_path(patch.file) if patch.file else "?"
         for use in reliance.uses_of_patch(patch):
-            out.append(Target(use.target, use.shape if use.how == "declared" else None, use.compatible,
-                              patch.name, file, patch.vllm, "relied-on", use))
+            out.append(Target(use.target, use.shape if use.how is UseKind.DECLARED else None, use.compatible,
+                              patch.name, file, patch.vllm, TargetRole.RELIED_ON, use))
     for path in reliance.overlay_modules():
         file = _display_path(str(path))
         module = file.removesuffix(".py").replace("/", ".")
         for use in reliance.uses_of_module(path):
-            out.append(Target(use.target, None, (), module, file, "", "relied-on", use))
+            out.append(Target(use.target, None, (), module, file, "", TargetRole.RELIED_ON, use))
     return out
 
 

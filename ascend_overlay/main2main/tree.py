@@ -173,8 +173,9 @@ class StaticTree:
         module = self.module(module_name)
         if module is None:
             return None
-        current = Found("module", module, module_name)
+        current: Found | None = Found("module", module, module_name)
         for index, name in enumerate(path):
+            assert current is not None
             current = self._member(current, name, hops)
             if current is None:
                 return None
@@ -191,7 +192,7 @@ class StaticTree:
                 if self.module_file(sub) is not None:
                     module = self.module(sub)
                     return None if module is None else Found("module", module, sub)
-                return None
+                return self._from_wildcard(obj, name, hops)
             return self._describe(member, owner.module, hops, alias_owner=owner.module)
         if owner.kind == "class":
             # A member only an external base (torch.nn.Module, ...) could supply counts as absent: a
@@ -203,6 +204,27 @@ class StaticTree:
                     if found is not None:
                         found.inherited = index > 0 or owner.inherited
                     return found
+        return None
+
+    def _from_wildcard(self, module: Any, name: str, hops: int) -> Found | None:
+        """``from .parallel_state import *`` (griffe keeps it unexpanded, as a member named ``.../*``):
+        a public name, or one in the source module's ``__all__``, is found there, as Python would."""
+        if hops >= _MAX_HOPS:
+            return None
+        for key, member in list(module.members.items()):
+            if not key.endswith("/*") or not getattr(member, "is_alias", False):
+                continue
+            source = self.module(member.target_path) if member.target_path.split(".")[0] == self.package else None
+            if source is None:
+                continue
+            exported = _all_names(self.syntax(member.target_path))
+            if (exported is not None and name not in exported) or (exported is None and name.startswith("_")):
+                continue
+            found = self._member(Found("module", source, member.target_path), name, hops + 1)
+            if found is not None:
+                if found.via_alias is None:
+                    found.via_alias = f"{module.path}.* -> {member.target_path}"
+                return found
         return None
 
     def _describe(self, member: Any, module_name: str, hops: int, alias_owner: str) -> Found | None:
@@ -296,6 +318,18 @@ def _class_member(cls: Any, name: str) -> Any:
     if not member.is_alias and member.is_attribute and member.labels == {"instance-attribute"}:
         return None
     return member
+
+
+def _all_names(module: ast.Module | None) -> set[str] | None:
+    """A module's literal ``__all__`` (None when it has none, or computes it)."""
+    for node in getattr(module, "body", []):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except (ValueError, SyntaxError):
+                return None
+            return {v for v in value if isinstance(v, str)} if isinstance(value, (list, tuple)) else None
+    return None
 
 
 def is_opaque(cls: Any) -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ascend_overlay.core.reliance.derive import declared_uses, overlay_modules, uses_of_module, uses_of_patch
 from ascend_overlay.core.reliance.judge import judge
-from ascend_overlay.core.reliance.model import Hit, Use, Verdict
+from ascend_overlay.core.reliance.model import Hit, Use, UseKind, Verdict, VerdictStatus
 
 if TYPE_CHECKING:
     from ascend_overlay.core.patch import Patch
@@ -67,11 +67,11 @@ def _check_live(patch: Patch, lookup: Any) -> list[Verdict]:
         try:
             verdicts.append(judge(use, lookup.find(use.module, use.path)))
         except Exception as exc:  # noqa: BLE001 - an unexpected object is "cannot tell", never a crash
-            verdicts.append(Verdict(use, "unverifiable", None, f"lookup failed: {type(exc).__name__}: {exc}"))
+            verdicts.append(Verdict(use, VerdictStatus.UNVERIFIABLE, None, f"lookup failed: {type(exc).__name__}: {exc}"))
     return verdicts
 
 
 def rows(patch: Patch) -> list[dict[str, Any]]:
     """Declared and derived relied-on names, as ``ascend-overlay list --json`` and the catalog page show them."""
     return [{"target": u.target, "how": u.how, "where": u.where, "text": u.text,
-             "contract": u.shape if u.how == "declared" else None} for u in uses_of_patch(patch)]
+             "contract": u.shape if u.how is UseKind.DECLARED else None} for u in uses_of_patch(patch)]

@@ -18,7 +18,7 @@ import importlib
 import os
 from typing import Any
 
-from ascend_overlay.core.reliance.model import Hit
+from ascend_overlay.core.reliance.model import Hit, HitStatus
 
 _PARSED: dict[tuple[str, int, int], ast.Module | None] = {}
 _TRIVIAL_MODULES = ("builtins", "abc", "typing", "typing_extensions")
@@ -84,8 +84,16 @@ def instance_attributes(node: ast.ClassDef | None) -> frozenset[str]:
     return names
 
 
+def _is_init_var(annotation: ast.expr) -> bool:
+    """``x: InitVar[int]`` (``dataclasses.InitVar``): a parameter of ``__init__``, never stored on the instance."""
+    head = annotation.value if isinstance(annotation, ast.Subscript) else annotation
+    return (isinstance(head, ast.Name) and head.id == "InitVar") or \
+        (isinstance(head, ast.Attribute) and head.attr == "InitVar")
+
+
 def _instance_attributes(node: ast.ClassDef) -> frozenset[str]:
-    names = {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    names = {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+             and not _is_init_var(n.annotation)}
     for method in node.body:
         if isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
             names.update(method_attributes(method))
@@ -147,11 +155,12 @@ def _literal_names(module: ast.Module, node: ast.expr) -> set[str] | None:
             if value is not None and any(isinstance(t, ast.Name) and t.id == node.id for t in targets):
                 return _literal_names(module, value)
         return None
-    elements = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", None) \
-        if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else None
-    if elements is None or not all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in elements):
+    elements: list[ast.expr | None] | None = list(node.keys) if isinstance(node, ast.Dict) else (
+        list(node.elts) if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else None)
+    if elements is None:
         return None
-    return {e.value for e in elements}
+    names = {e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    return names if len(names) == len(elements) else None
 
 
 def getattr_names(module: ast.Module | None) -> frozenset[str] | None:
@@ -172,7 +181,7 @@ def getattr_names(module: ast.Module | None) -> frozenset[str] | None:
         if not (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == param
                 and len(test.ops) == 1 and isinstance(test.ops[0], (ast.Eq, ast.In))):
             return None
-        served = _literal_names(module, test.comparators[0])
+        served = _literal_names(module, test.comparators[0]) if module is not None else None
         if served is None:
             return None
         names |= served
@@ -195,11 +204,11 @@ def computed_attribute_hit(module: ast.Module | None, shown: str, name: str, dep
     same for the live and the static lookup."""
     lacks = module_lacks(module, name)
     if lacks is False:
-        return Hit("found", "attribute", None, "", depth + 1)
+        return Hit(HitStatus.FOUND, "attribute", None, "", depth + 1)
     if lacks is None:
-        return Hit("unverifiable", depth=depth,
+        return Hit(HitStatus.UNVERIFIABLE, depth=depth,
                    detail=f"{shown} computes its attributes (__getattr__); {name!r} cannot be checked")
-    return Hit("missing", depth=depth, detail=f"{shown} has no attribute {name!r}")
+    return Hit(HitStatus.MISSING, depth=depth, detail=f"{shown} has no attribute {name!r}")
 
 
 def is_trivial_base(module: str, name: str) -> bool:

@@ -22,10 +22,10 @@ from __future__ import annotations
 import ast
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ascend_overlay.core.reliance.classbody import parse_file
-from ascend_overlay.core.reliance.model import Use
+from ascend_overlay.core.reliance.model import Use, UseKind
 from ascend_overlay.core.reliance.reader import (
     FUNCTIONS,
     Binding,
@@ -40,10 +40,10 @@ if TYPE_CHECKING:
 
 # -- entry points ------------------------------------------------------------------------------
 
-_CACHE: dict[tuple, tuple[Use, ...]] = {}
+_CACHE: dict[tuple[Any, ...], tuple[Use, ...]] = {}
 
 
-def _file_key(path: str) -> tuple:
+def _file_key(path: str) -> tuple[Any, ...]:
     try:
         st = os.stat(path)
     except OSError:
@@ -53,7 +53,7 @@ def _file_key(path: str) -> tuple:
 
 def declared_uses(patch: Patch) -> list[Use]:
     where = display_path(patch.file) if patch.file else patch.name
-    return [Use(d.target, "declared", where, f"PATCH.relies_on({d.target!r})", d.target, shape=d.contract,
+    return [Use(d.target, UseKind.DECLARED, where, f"PATCH.relies_on({d.target!r})", d.target, shape=d.contract,
                 compatible=tuple(d.compatible)) for d in getattr(patch, "relied_on", ())]
 
 
@@ -75,7 +75,7 @@ def uses_of_patch(patch: Patch) -> list[Use]:
 
 def _derive_patch(patch: Patch) -> list[Use]:
     tree = parse_file(patch.file) if patch.file else None
-    if tree is None:
+    if tree is None or patch.file is None:
         return []
     file = SourceFile(tree, display_path(patch.file))
     file.import_uses()
@@ -87,8 +87,8 @@ def _derive_patch(patch: Patch) -> list[Use]:
         module, path = edit.module, edit.path
         instance = Binding(module, path[:-1], "instance") if len(path) > 1 else None
         if isinstance(node, ast.ClassDef):
-            base = Binding(module, path, "instance")
-            file.subclass(node, base, edit.target)
+            edited = Binding(module, path, "instance")
+            file.subclass(node, edited, edit.target)
             continue
         params = [a.arg for a in node.args.posonlyargs + node.args.args]
         if edit.kind.value == "wrap":
@@ -104,8 +104,9 @@ def _derive_patch(patch: Patch) -> list[Use]:
             for name in returned_names(node):
                 for inner in nested_definitions(node, name):
                     if isinstance(inner, ast.ClassDef):
-                        base = next((b for b in (file.base_binding(x, {params[0]: Binding(module, path, "callable")})
-                                                 for x in inner.bases) if b is not None), None) if params else None
+                        base = next(
+                            (b for b in (file.base_binding(x, {params[0]: Binding(module, path, "callable")})
+                                         for x in inner.bases) if b is not None), None) if params else None
                         if base is not None:
                             file.subclass(inner, base, edit.target)
                     else:

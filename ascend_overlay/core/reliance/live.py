@@ -28,7 +28,7 @@ from ascend_overlay.core.reliance.classbody import (
     method_attributes,
     parse_file,
 )
-from ascend_overlay.core.reliance.model import Hit
+from ascend_overlay.core.reliance.model import Hit, HitStatus
 
 
 def _in_package(klass: type, package: str) -> bool:
@@ -61,9 +61,19 @@ def _surely_gives_instances(klass: type, name: str) -> bool:
     path = _source_path(klass)
     if path is None:
         return False
-    return name in _own_annotations(klass) or any(name in _method_names(func) for func in _own_functions(klass)
+    annotations = _own_annotations(klass)
+    return (name in annotations and not _init_var(annotations[name])) or any(name in _method_names(func) for func in _own_functions(klass)
                                                   if func.__code__.co_filename == path
                                                   and _mentions(func.__code__, name))
+
+
+def _init_var(annotation: Any) -> bool:
+    """``dataclasses.InitVar[...]`` (object or text): an ``__init__`` parameter, not an instance attribute."""
+    import dataclasses
+
+    if isinstance(annotation, str):
+        return annotation.startswith(("InitVar", "dataclasses.InitVar"))
+    return isinstance(annotation, dataclasses.InitVar) or annotation is dataclasses.InitVar
 
 
 def _source_text(path: str) -> str:
@@ -207,7 +217,7 @@ class LiveLookup:
     def find(self, module_name: str, path: tuple[str, ...]) -> Hit:
         obj, why = self._module(module_name)
         if obj is None:
-            return Hit("unverifiable" if why.endswith("not imported yet") else "missing", detail=why)
+            return Hit(HitStatus.UNVERIFIABLE if why.endswith("not imported yet") else HitStatus.MISSING, detail=why)
         kind, method = "module", ""
         for depth, name in enumerate(path):
             shown = _label(module_name, path[:depth])
@@ -219,25 +229,25 @@ class LiveLookup:
                 elif f"{obj.__name__}.{name}" in sys.modules or _has_spec(f"{obj.__name__}.{name}"):
                     obj, why = self._module(f"{obj.__name__}.{name}")
                     if obj is None:
-                        return Hit("unverifiable" if why.endswith("not imported yet") else "missing",
+                        return Hit(HitStatus.UNVERIFIABLE if why.endswith("not imported yet") else HitStatus.MISSING,
                                    detail=why, depth=depth)
                     kind = "module"
                 elif "__getattr__" in namespace:
                     return computed_attribute_hit(parse_file(getattr(obj, "__file__", "") or ""), shown, name, depth)
                 else:
-                    return Hit("missing", depth=depth, detail=f"{shown} has no attribute {name!r}")
+                    return Hit(HitStatus.MISSING, depth=depth, detail=f"{shown} has no attribute {name!r}")
             elif kind == "class":
                 found = _class_member(obj, name, module_name.split(".")[0])
                 if found is None:
-                    return Hit("missing", depth=depth, detail=missing_member(shown, name))
+                    return Hit(HitStatus.MISSING, depth=depth, detail=missing_member(shown, name))
                 if found[0] != "member":
-                    return Hit("found", found[0], None, "", depth + 1)
+                    return Hit(HitStatus.FOUND, found[0], None, "", depth + 1)
                 obj = found[1]
                 kind = _kind(obj)
                 method = _method(obj) if kind == "function" else ""
             else:
-                return Hit("found", kind, _fingerprint(obj, kind), method, depth)
-        return Hit("found", kind, _fingerprint(obj, kind), method, len(path))
+                return Hit(HitStatus.FOUND, kind, _fingerprint(obj, kind), method, depth)
+        return Hit(HitStatus.FOUND, kind, _fingerprint(obj, kind), method, len(path))
 
 
 def _label(module_name: str, path: tuple[str, ...]) -> str:
@@ -261,7 +271,8 @@ def _class_member(cls: type, name: str, package: str) -> tuple[str, Any] | None:
     """The first vLLM class along the MRO that has ``name`` as a member or gives it to instances, then
     the bases outside vLLM. A member found further up is taken only once no class before it gives
     instances the name (the whole reading, run only then)."""
-    own, external = [], []
+    own: list[type] = []
+    external: list[type] = []
     for klass in cls.__mro__:
         if klass is object or is_trivial_base(klass.__module__, klass.__name__):
             continue

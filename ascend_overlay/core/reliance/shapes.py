@@ -81,6 +81,11 @@ def override_problem(base: str, override: str) -> str | None:
     base_params, own = parse(base), parse(override)
     if base_params is None or own is None:
         return None
+    if len(base_params) > 1 and base_params[0].kind in POSITIONAL \
+            and all(p.kind in ("var_positional", "var_keyword") for p in base_params[1:]):
+        # A pass-through slot (``CustomOp.forward_oot(self, *args, **kwargs)``): vLLM calls it with the
+        # arguments of the subclass's own ``forward``, so any shape the subclass gives it fits.
+        return None
     own_slots = [p for p in own if p.kind in POSITIONAL]
     own_var_positional = any(p.kind == "var_positional" for p in own)
     own_var_keyword = any(p.kind == "var_keyword" for p in own)
@@ -89,7 +94,8 @@ def override_problem(base: str, override: str) -> str | None:
         if index < len(own_slots):
             mine = own_slots[index]
             covered.add(mine.name)
-            if b.kind == "positional_or_keyword" and mine.name != b.name and not own_var_keyword:
+            receiver = index == 0 and {b.name, mine.name} <= {"self", "cls"}  # never passed by name
+            if b.kind == "positional_or_keyword" and mine.name != b.name and not own_var_keyword and not receiver:
                 return f"vLLM's parameter {index + 1} is `{b.name}`, the override's is `{mine.name}`"
         elif not own_var_positional:
             return f"vLLM may pass `{b.name}`, which the override does not accept"
