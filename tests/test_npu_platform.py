@@ -219,13 +219,14 @@ def test_flags_the_platform_cannot_honour_are_named_in_one_warning_line(npu_plat
 
 def test_pre_register_fires_the_overlay_platform_phase(npu_platform):
     from ascend_overlay.core.settings import Settings
+    from ascend_overlay.core.vocabulary import Phase
     from ascend_overlay.doors import activation
 
     overlay = activation.activate(door="test", settings=Settings(enabled=True, log_level="off"))
     try:
-        assert overlay is not None and "platform" not in overlay.fired
+        assert overlay is not None and Phase.PLATFORM not in overlay.fired
         npu_platform.pre_register_and_update()
-        assert "platform" in overlay.fired
+        assert Phase.PLATFORM in overlay.fired
     finally:
         activation.deactivate()
 

@@ -52,6 +52,7 @@ def test_members_read_as_their_values_in_text_and_back_into_members(enum: type[W
         assert str(member) == f"{member}" == member.value
         assert json.loads(json.dumps(member)) == member.value
         assert enum(member.value) is member
+        assert hash(member) == hash(member.value) and member.value in {member} and member in {member.value: 1}
 
 
 def test_a_report_record_holds_values_and_reads_back_into_members() -> None:

@@ -23,6 +23,10 @@ class Word(str, enum.Enum):
     def __format__(self, spec: str) -> str:
         return format(str(self.value), spec)
 
+    # Equal to its value (str's __eq__), so it must hash like it: Enum hashes by name, which would
+    # make ``"platform" in {Phase.PLATFORM}`` false while ``"platform" == Phase.PLATFORM`` is true.
+    __hash__ = str.__hash__
+
 
 class Phase(Word):
     """When in a vLLM process's life a patch lands (see docs/phases.md)."""
