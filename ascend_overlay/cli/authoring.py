@@ -12,6 +12,7 @@ from ascend_overlay.core import applier, contract, trust
 from ascend_overlay.core.catalog import load_catalog, load_patch_file, patch_files
 from ascend_overlay.core.errors import OverlayError
 from ascend_overlay.core.planning import Context, would_apply
+from ascend_overlay.core.precheck_cache import PrecheckCache
 from ascend_overlay.core.settings import Settings
 from ascend_overlay.core.vllm_version import installed_vllm_version
 from ascend_overlay.core.vocabulary import Phase, Status
@@ -107,7 +108,7 @@ class Verification:
         return all(f.ok for f in self.findings)
 
 
-def verify(directory: str) -> Verification:
+def verify(directory: str, use_cache: bool = True) -> Verification:
     """Every check the overlay makes when it loads and applies a hotfix directory, nothing activated.
 
     The directory is judged together with everything else this environment would load (built-in
@@ -135,10 +136,12 @@ def verify(directory: str) -> Verification:
             result.findings.append(Finding(problem.path, False, problem.message))
     ours = [p for p in combined.patches if p.source == source]
     version = installed_vllm_version()
+    cache = PrecheckCache(enabled=use_cache)  # the built-in patches' answers rarely change: remembered
     decisions = would_apply(combined.patches,
                             Context(Settings(enabled=True, enable=settings.enable, disable=settings.disable,
                                              version_override=settings.version_override),
-                                    version, combined.blocked))
+                                    version, combined.blocked), refusal=cache.refusal)
+    cache.save()
     for patch in ours:
         path = patch.file or "?"
         todo = [f for f in ("why", "remove_when", "upstream") if "TODO" in (getattr(patch, f) or "")]
