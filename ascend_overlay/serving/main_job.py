@@ -12,7 +12,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ascend_overlay.core.report import format_table, read_jsonl
 from ascend_overlay.serving.server import BIN, VllmServer, wait_gone
 from ascend_overlay.serving.tiny_model import make_tiny_model
 
@@ -53,7 +52,13 @@ def run_demo(model_dir: Path | None = None, prompt: str = "Hello world", max_tok
         print(f"[demo] shut down with exit code {server.proc.returncode}; "
               f"{'no orphan processes' if not leftover else f'ORPHANS: {leftover}'}")
         print("[demo] what the overlay did, per process:")
-        print(format_table(read_jsonl(str(report_path))) if report_path.exists() else "  (no report written)")
+        if report_path.exists():
+            from ascend_overlay.cli.report_cmd import render_text
+            from ascend_overlay.core.report_view import load
+
+            render_text(load(str(report_path)), str(report_path))
+        else:
+            print("  (no report written)")
         if simulate_npu:
             _print_kernel_counts(kernel_stats)
         return 0 if not leftover else 1
