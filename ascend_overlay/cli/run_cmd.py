@@ -162,8 +162,11 @@ def _exit_like(status: int) -> int:
     sig = -status
     try:
         signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
     except (OSError, ValueError):
+        pass  # SIGKILL and SIGSTOP have no handler to reset
+    try:
+        os.kill(os.getpid(), sig)
+    except OSError:
         pass
     return 128 + sig
 
