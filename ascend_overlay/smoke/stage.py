@@ -23,7 +23,7 @@ from ascend_overlay.core.vocabulary import Status, Word
 from ascend_overlay.serving.server import BIN, ServerExitedError, VllmServer, alive, wait_gone
 from ascend_overlay.smoke import logscan
 from ascend_overlay.smoke.model_info import ModelInfo, SmokeInputError
-from ascend_overlay.smoke.probes import FAIL, PASS, Check, Prober, not_applicable, skipped
+from ascend_overlay.smoke.probes import Check, CheckStatus, Prober, not_applicable, skipped
 from ascend_overlay.smoke.progress import Progress
 from ascend_overlay.smoke.serve_flags import Asked, api_key
 
@@ -171,7 +171,7 @@ def _serve(server: VllmServer, model: ModelInfo, options: StageOptions, progress
     result.ready_s = round(time.monotonic() - started, 2)
     progress.say(label, f"ready after {result.ready_s:.1f} s; sending requests")
     result.checks = _probe(server, model, options, progress, result)
-    failed = [c for c in result.checks if c.status == FAIL]
+    failed = [c for c in result.checks if c.status is CheckStatus.FAIL]
     result.status = StageStatus.FAILED if failed else StageStatus.PASSED
 
 
@@ -217,7 +217,7 @@ def _probe(server: VllmServer, model: ModelInfo, options: StageOptions, progress
         checks.append(check)
         seconds = f" ({check.seconds:.2f} s)" if check.seconds is not None else ""
         progress.say(result.label, f"{check.title}: {check.status}{seconds} {check.evidence or check.detail}")
-        if check.status == FAIL:
+        if check.status is CheckStatus.FAIL:
             _explain_failure(server, check, checks, result, log_mark)
     return checks
 
@@ -243,7 +243,7 @@ def _explain_failure(server: VllmServer, check: Check, checks: list[Check], resu
         result.exit_code = server.proc.returncode
     if result.failure_kind:
         return  # the first failure is the one that names the stage's
-    first = not any(c.status == PASS for c in checks if c.name in GENERATION_CHECKS)
+    first = not any(c.status is CheckStatus.PASS for c in checks if c.name in GENERATION_CHECKS)
     result.failure_kind = "false-ready" if first else "request"
     lead = ("false ready: the server came up, then its first request failed" if first else
             f"the {check.title} failed")
