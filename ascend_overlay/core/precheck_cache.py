@@ -39,6 +39,7 @@ from ascend_overlay.core.vocabulary import Decision, Reason
 
 FORMAT = 1
 _KEEP = 16                     # cache files kept (one per environment); the oldest go first
+_ENTRIES = 512                 # answers kept per environment (hotfix files come and go); the oldest go first
 _PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -150,8 +151,10 @@ class PrecheckCache:
         """Write the new answers (a read-only or full cache only costs speed next time)."""
         if self.path is None or not self._dirty:
             return
+        if len(self.entries) > _ENTRIES:
+            self.entries = dict(list(self.entries.items())[-_ENTRIES:])
         try:
-            write_atomic(self.path, json.dumps({"format": FORMAT, "entries": self.entries}, sort_keys=True))
+            write_atomic(self.path, json.dumps({"format": FORMAT, "entries": self.entries}))
             kept = sorted(self.path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
             for old in kept[_KEEP:]:
                 old.unlink(missing_ok=True)
