@@ -5,8 +5,12 @@ runs, the simulated NPU's counters read by a test while a worker rewrites them, 
 file, smoke's artifacts, a downloaded archive) goes through ``replacing``: the content goes to a
 uniquely named file beside the target (same directory, so the same file system), and only a
 complete file is renamed over it (``os.replace``, atomic on POSIX). A failure removes the temporary
-file and leaves the old target as it was. The report file is the exception: it is appended to by
-many processes at once, which needs a lock, not a rename (``core/report.py``).
+file and leaves the old target as it was. Two kinds of writing keep their own way, for a reason:
+the report file is appended to by many processes at once, which needs a lock, not a rename
+(``core/report.py``); a whole directory (an unpacked wheel, the tiny model a library writes file by
+file) is made beside its target and published with its completion marker last
+(``main2main.sources.staged_tree``, ``serving.tiny_model``), since no single rename can replace a
+directory that readers may already hold open.
 
 Also the overlay's cache directory, shared by every tool that keeps something between runs.
 """

@@ -73,6 +73,8 @@ def default_flags(model: ModelInfo) -> list[str]:
 
 
 def hardware(stages: list[StageResult]) -> str:
+    """The hardware line of the artifacts: the device vLLM reported, or the CPU. The CPU's model name
+    comes from /proc/cpuinfo (Linux): psutil reports counts and frequencies, not the name."""
     device = next((s.facts["device"] for s in stages if s.facts.get("device")), None)
     machine = platform.machine()
     if device in (None, "cpu"):
