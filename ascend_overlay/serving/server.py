@@ -30,7 +30,7 @@ SERVE_ARGS = ["--load-format", "dummy", "--gpu-memory-utilization", "0.3", "--ma
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def descendants(pid: int) -> list[int]:
@@ -161,7 +161,8 @@ class VllmServer:
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}/v1/completions", data=body,
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=120) as resp:
-            return json.loads(resp.read())
+            reply: dict[str, Any] = json.loads(resp.read())
+            return reply
 
     def stop(self, grace: float = 60) -> int | None:
         """Ctrl-C, as an operator would; kill the process group if vLLM has not exited after ``grace`` s.

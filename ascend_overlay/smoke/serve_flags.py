@@ -46,7 +46,7 @@ def _parser() -> Any:
     """``vllm serve``'s argument parser, whose errors raise SmokeInputError instead of exiting."""
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    class Parser(FlexibleArgumentParser):  # type: ignore[misc, valid-type]
+    class Parser(FlexibleArgumentParser):  # type: ignore[misc]
         def error(self, message: str) -> Any:
             raise SmokeInputError(f"vLLM rejected the serve flags: {message}")
 
@@ -70,7 +70,8 @@ def _dests(parser: Any) -> list[str]:
 
 def parse(flags: list[str]) -> argparse.Namespace:
     """The namespace vLLM's serve parser makes of ``flags`` (defaults filled in)."""
-    return _parser().parse_args(list(flags))
+    parsed: argparse.Namespace = _parser().parse_args(list(flags))
+    return parsed
 
 
 def set_by(flags: list[str]) -> dict[str, Any]:

@@ -43,13 +43,15 @@ def reference_tree(version: str = VERSION) -> Path:
         except (tarfile.TarError, OSError) as exc:
             raise SourceError(f"{archive_path}: not a readable sdist ({exc}); delete it and fetch it again") from None
         with archive:
-            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.10.12
             for member in archive.getmembers():
                 _, _, inner = member.name.partition("/")   # sdists hold one top directory: vllm_ascend-X/
                 if not member.isfile() or not _wanted(inner) or ".." in Path(inner).parts:
                     continue
                 member.name = inner
-                archive.extract(member, staging, **safe)
+                if hasattr(tarfile, "data_filter"):   # Python >= 3.10.12: refuse links and devices too
+                    archive.extract(member, staging, filter="data")
+                else:
+                    archive.extract(member, staging)
             if not (staging / LOADER).is_file() or not (staging / SUPPORTED_MODELS).is_file():
                 raise SourceError(f"{archive_path}: no {LOADER} or {SUPPORTED_MODELS} in this sdist")
     return target
