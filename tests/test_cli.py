@@ -31,9 +31,13 @@ def test_version_prints_the_package_version() -> None:
     assert out.returncode == 0 and out.stdout.strip() == f"ascend-overlay {ascend_overlay.__version__}"
 
 
-def test_the_distribution_takes_its_version_from_the_package() -> None:
+def test_the_distribution_takes_its_version_from_the_package(repo: Path) -> None:
     from importlib.metadata import version
 
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
+    project = tomllib.loads((repo / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "ascend_overlay.__version__"}
     assert version("ascend-overlay") == ascend_overlay.__version__
 
 

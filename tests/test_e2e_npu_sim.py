@@ -5,15 +5,11 @@ Three real servers, each started once and questioned several times: the NPU path
 patches (tensor parallel 1), the same with the kernel patches disabled (greedy tokens must not
 change: the check docs/npu.md asks for on hardware), and tensor parallel 2 over the simulated hccl.
 Kernel calls are read from the simulator's per-process counters (VLLM_ASCEND_OVERLAY_SIMULATE_NPU_STATS)
-and patch outcomes from the overlay's report (VLLM_ASCEND_OVERLAY_REPORT). The tensor-parallel-2 run's
-report is also what ``ascend-overlay report`` (text, JSON, and the HTML page opened in a headless
-browser) and ``run``'s exit table are checked on.
+and patch outcomes from the overlay's report (VLLM_ASCEND_OVERLAY_REPORT).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +45,6 @@ class Served:
     tokens: list[list[int]]
     children_left: list[int]
     seconds: float
-    report: Path
 
 
 def _settled_counts(stats: Path, wait: float = 3.0) -> dict[str, int]:
@@ -83,7 +78,7 @@ def serve(model: Path, tmp: Path, name: str, *extra_args: str, **env_extra: str)
         by_pid = read_counts(stats)
         children = server.children
     return Served(server.log(), latest_per_process(read_jsonl(str(report))), ready, served, by_pid, models, tokens,
-                  wait_gone(children), time.monotonic() - start, report)
+                  wait_gone(children), time.monotonic() - start)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +163,9 @@ def test_tensor_parallel_2_serves_over_the_simulated_hccl(npu_tp2: Served):
 
 # -- what an operator reads of the tensor-parallel-2 run ------------------------------------------------------
 
-def _report_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _report_cli(*args: str) -> Any:
+    import subprocess
+
     return subprocess.run([str(BIN / "ascend-overlay"), "report", *args], capture_output=True, text=True,
                           timeout=300, env=base_env(overlay=False, COLUMNS="200"))
 
@@ -182,14 +179,21 @@ def test_run_prints_what_each_process_applied_when_the_server_exits(npu_tp2: Ser
     assert all(name in w for w in workers for name in KERNEL_PATCHES), workers
 
 
-def test_report_shows_each_process_of_the_tensor_parallel_2_run(npu_tp2: Served):
-    text = _report_cli(str(npu_tp2.report))
+def _tp2_report(tmp: Path) -> Path:
+    """The tensor-parallel-2 server's report file (``serve`` names it after the server)."""
+    return tmp / "tp2-report.jsonl"
+
+
+def test_report_shows_each_process_of_the_tensor_parallel_2_run(npu_tp2: Served, tmp: Path):
+    import json
+
+    text = _report_cli(str(_tp2_report(tmp)))
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert lines[0].endswith("of 4 processes") and "NPU: simulated" in lines
     roles = [line.split()[0] for line in lines if line.split()[:1] in (["api_server"], ["engine_core"], ["worker"])]
     assert roles[:4] == ["api_server", "engine_core", "worker", "worker"]
-    data = json.loads(_report_cli(str(npu_tp2.report), "--json").stdout)
+    data = json.loads(_report_cli(str(_tp2_report(tmp)), "--json").stdout)
     workers = [p for p in data["processes"] if p["role"] == "worker"]
     assert len(workers) == 2 and all(set(KERNEL_PATCHES) <= set(w["in_effect"]) for w in workers)
     assert all(p["strict"] is False and p["failed"] == 0 for p in data["processes"])
@@ -202,7 +206,7 @@ def test_report_html_of_the_tensor_parallel_2_run_shows_both_pictures_in_a_brows
     from browser import headless_chromium
 
     page = tmp / "tp2-report.html"
-    out = _report_cli(str(npu_tp2.report), "--html", str(page))
+    out = _report_cli(str(_tp2_report(tmp)), "--html", str(page))
     assert out.returncode == 0, out.stderr
     html = page.read_text()
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") \

@@ -143,25 +143,6 @@ def test_config_defaults_make_eager_the_default(npu_platform):
     assert cfg.compilation_config.mode == CompilationMode.VLLM_COMPILE, "defaults never override a choice"
 
 
-def test_graph_capture_asked_for_is_said_to_be_ignored(npu_platform, caplog):
-    import logging
-
-    from vllm.config import CUDAGraphMode
-
-    def said() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.name == "ascend_overlay"]
-
-    quiet, asked = (_fresh_config(mode=None, cudagraph_mode=None, cudagraph_capture_sizes=[]),
-                    _fresh_config(mode=None, cudagraph_mode=CUDAGraphMode.FULL, cudagraph_capture_sizes=[1, 2]))
-    with caplog.at_level(logging.WARNING, logger="ascend_overlay"):
-        npu_platform.apply_config_platform_defaults(quiet)
-    assert said() == [], "nothing asked, nothing to say"
-    with caplog.at_level(logging.WARNING, logger="ascend_overlay"):
-        npu_platform.apply_config_platform_defaults(asked)
-    (record,) = said()
-    assert "cudagraph_mode FULL" in record.getMessage() and "ignored on the NPU platform" in record.getMessage()
-
-
 def test_plugin_says_once_that_the_simulated_npu_is_ignored_while_the_overlay_is_off():
     code = "from ascend_overlay.npu import platform_plugin\nprint(platform_plugin(), platform_plugin())"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_ASCEND_OVERLAY")}

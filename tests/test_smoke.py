@@ -555,6 +555,7 @@ def _their_loader(tree: Path, monkeypatch: pytest.MonkeyPatch, measured: dict[st
     return module
 
 
+@pytest.mark.network
 def test_our_config_is_read_by_vllm_ascends_own_loader(tmp_path: Path, vllm_ascend: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "r.json").write_text(json.dumps(LM_EVAL))
@@ -576,6 +577,7 @@ def test_our_config_is_read_by_vllm_ascends_own_loader(tmp_path: Path, vllm_asce
     assert (tmp_path / "reports" / "Tiny-1B.md").is_file(), "its report was written from our config"
 
 
+@pytest.mark.network
 def test_a_config_without_measured_accuracy_cannot_pass_vllm_ascends_comparison(
         tmp_path: Path, vllm_ascend: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     report = _report(tmp_path, accuracy.pending(False))
@@ -586,6 +588,7 @@ def test_a_config_without_measured_accuracy_cannot_pass_vllm_ascends_comparison(
         loader.test_lm_eval_correctness_param(config_file, 1, tmp_path / "reports", loader.EnvConfig(*["u"] * 7))
 
 
+@pytest.mark.network
 def test_our_config_uses_vllm_ascends_keys_and_nesting(tmp_path: Path, vllm_ascend: Path) -> None:
     from ascend_overlay.testing.reference import CONFIGS
 
@@ -602,6 +605,7 @@ def test_our_config_uses_vllm_ascends_keys_and_nesting(tmp_path: Path, vllm_asce
     assert all(set(m) <= {"name", "value"} for c in theirs for t in c["tasks"] for m in t["metrics"])
 
 
+@pytest.mark.network
 def test_the_supported_models_row_has_the_pages_columns_and_legend(tmp_path: Path, vllm_ascend: Path) -> None:
     from ascend_overlay.smoke.supported_models import COLUMNS, Symbol, supported_models_row
     from ascend_overlay.testing.reference import SUPPORTED_MODELS

@@ -65,18 +65,10 @@ class NPUPlatform(Platform):
     def apply_config_platform_defaults(cls, vllm_config: VllmConfig) -> None:
         """Runs before vLLM picks its compilation default (VLLM_COMPILE with inductor, which has no
         NPU code generator here): make eager the default, which also makes custom ops default on."""
-        from vllm.config import CompilationMode, CUDAGraphMode
+        from vllm.config import CompilationMode
 
-        compilation = vllm_config.compilation_config
-        if compilation.mode is None:
-            compilation.mode = CompilationMode.NONE
-        # vLLM resets graph capture to NONE for a platform without static graph support, without a word
-        # (VllmConfig.__post_init__); here the operator's own request is still visible: say it is ignored.
-        if compilation.cudagraph_mode not in (None, CUDAGraphMode.NONE) or compilation.cudagraph_capture_sizes:
-            log.warning("ascend-overlay: graph capture (cudagraph_mode %s, capture sizes %s) is ignored on the "
-                        "NPU platform, which captures no graphs; running without them",
-                        getattr(compilation.cudagraph_mode, "name", compilation.cudagraph_mode),
-                        compilation.cudagraph_capture_sizes or "-")
+        if vllm_config.compilation_config.mode is None:
+            vllm_config.compilation_config.mode = CompilationMode.NONE
 
     @classmethod
     def check_and_update_config(cls, vllm_config: VllmConfig) -> None:

@@ -16,7 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-from ascend_overlay.core.files import write_atomic
 from ascend_overlay.core.settings import SIMULATE_NPU_STATS
 
 STATS_ENV = SIMULATE_NPU_STATS  # declared, with every other variable, in settings.py
@@ -75,8 +74,11 @@ class KernelCounters:
         if not self.counts:
             return  # a process that ran no kernel (the API server, say) leaves no file
         record = {"pid": os.getpid(), "time": round(time.time(), 3), "kernels": self.snapshot()}
+        target = self._directory / f"kernels-{os.getpid()}.json"
+        staging = target.with_suffix(".tmp")
         try:
-            write_atomic(self._directory / f"kernels-{os.getpid()}.json", json.dumps(record, sort_keys=True))
+            staging.write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
+            os.replace(staging, target)
         except OSError:
             pass  # a stats directory removed under us must not disturb the kernels
 
