@@ -1,8 +1,8 @@
 """Files the overlay writes whole: one way to replace a file so no reader ever sees half of it.
 
 Every writer of a file that someone else may read at the same moment (a cache shared by concurrent
-runs, the simulated NPU's counters read by a test while a worker rewrites them, the verified-version
-file, smoke's artifacts, a downloaded archive) goes through ``replacing``: the content goes to a
+runs, the verified-version file, the generated docs, hotfix skeletons and manifests, smoke's outputs
+and artifacts, a downloaded archive, ``report --html``'s page) goes through ``replacing``: the content goes to a
 uniquely named file beside the target (same directory, so the same file system), and only a
 complete file is renamed over it (``os.replace``, atomic on POSIX). A failure removes the temporary
 file and leaves the old target as it was. Two kinds of writing keep their own way, for a reason:
