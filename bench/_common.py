@@ -31,9 +31,9 @@ def env_for(overlay: str) -> dict[str, str]:
     return env
 
 
-def time_command(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+def time_command(cmd: list[str], env: dict[str, str], cwd: Path | None = None, check: bool = True) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+    subprocess.run(cmd, env=env, check=check, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
     return time.perf_counter() - start
 
 

@@ -227,3 +227,91 @@ def test_tensor_parallel_2_serves_over_the_simulated_hccl(two_ropes_tp2: Served)
     busy = [pid for pid, record in two_ropes_tp2.served.items() if record["kernels"].get("npu_swiglu")]
     assert len(busy) == 2, "each rank runs its shard on its own simulated NPU"
     assert two_ropes_tp2.children_left == []
+
+
+# -- what an operator reads of the tensor-parallel-2 run ------------------------------------------------------
+
+def _report_cli(*args: str) -> Any:
+    import subprocess
+
+    return subprocess.run([str(BIN / "ascend-overlay"), "report", *args], capture_output=True, text=True,
+                          timeout=300, env=base_env(overlay=False, COLUMNS="200"))
+
+
+def test_run_prints_what_each_process_applied_when_the_server_exits(two_ropes_tp2: Served):
+    table = two_ropes_tp2.log.split("ascend-overlay run: what the overlay did in each process of", 1)[1]
+    rows = [line.split() for line in table.splitlines()[1:] if line.split()[:1] in (["api_server"], ["engine_core"],
+                                                                                    ["worker"])]
+    assert sorted(r[0] for r in rows) == ["api_server", "engine_core", "worker", "worker"], table
+    workers = [" ".join(r) for r in rows if r[0] == "worker"]
+    assert all(name in w for w in workers for name in KERNEL_PATCHES), workers
+
+
+def _tp2_report(tmp: Path) -> Path:
+    """The tensor-parallel-2 server's report file (``serve`` names it after the server)."""
+    return tmp / "two-ropes-tp2-report.jsonl"
+
+
+def test_report_shows_each_process_of_the_tensor_parallel_2_run(two_ropes_tp2: Served, tmp: Path):
+    import json
+
+    text = _report_cli(str(_tp2_report(tmp)))
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].endswith("of 4 processes") and "NPU: simulated" in lines
+    roles = [line.split()[0] for line in lines if line.split()[:1] in (["api_server"], ["engine_core"], ["worker"])]
+    assert roles[:4] == ["api_server", "engine_core", "worker", "worker"]
+    data = json.loads(_report_cli(str(_tp2_report(tmp)), "--json").stdout)
+    workers = [p for p in data["processes"] if p["role"] == "worker"]
+    assert len(workers) == 2 and all(set(KERNEL_PATCHES) <= set(w["in_effect"]) for w in workers)
+    assert all(p["strict"] is False and p["failed"] == 0 for p in data["processes"])
+    rms = next(p for p in data["patches"] if p["name"] == "npu_rms_norm")
+    assert sorted(rms["applied_in"]) == sorted(f"worker {w['pid']}" for w in workers)
+    assert {e["status"] for e in rms["not_in"]} == {"not run"}, "the worker phase never runs in the other two"
+
+
+def test_report_html_of_the_tensor_parallel_2_run_shows_both_pictures_in_a_browser(two_ropes_tp2: Served, tmp: Path):
+    from browser import headless_chromium
+
+    page = tmp / "tp2-report.html"
+    out = _report_cli(str(_tp2_report(tmp)), "--html", str(page))
+    assert out.returncode == 0, out.stderr
+    html = page.read_text()
+    assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") \
+        and "https://" not in html, "self-contained: nothing to fetch, nothing to run"
+    with headless_chromium() as driver:
+        driver.get(page.as_uri())
+        shot = driver.get_screenshot_as_png()
+        (tmp / "tp2-report.png").write_bytes(shot)
+        grid = driver.find_element("id", "process-grid")
+        matrix = driver.find_element("id", "version-matrix")
+        assert grid.is_displayed() and matrix.is_displayed()
+        assert grid.rect["width"] > 200 and grid.rect["height"] > 100
+        cells = grid.find_elements("css selector", "rect.cell")
+        rows = {c.get_attribute("data-row") for c in cells}
+        assert len([r for r in rows if r.startswith("worker ")]) == 2 and len(rows) == 4
+        applied = [c for c in cells if c.get_attribute("data-row").startswith("worker ")
+                   and c.get_attribute("data-column") == "npu_rms_norm"]
+        versions = matrix.find_elements("css selector", "rect.cell")
+        checked = {c.get_attribute("data-column") for c in versions}
+        assert "0.32.0" in checked, "the installed vLLM is always in the matrix"
+        legacy = [c for c in versions if c.get_attribute("data-row") == "ray_workers_overlay_legacy"
+                  and c.get_attribute("data-column") == "0.32.0"]
+        assert [c.get_attribute("data-state") for c in legacy] == ["applies"]
+        # The pictures were drawn: the screenshot's pixels at those cells carry their colours.
+        assert [_pixel(shot, c.rect) for c in applied] == [(0x2e, 0x7d, 0x32)] * 2
+        assert _pixel(shot, legacy[0].rect) == (0x2e, 0x7d, 0x32)
+        blank = next(c for c in cells if c.get_attribute("data-row").startswith("api_server")
+                     and c.get_attribute("data-column") == "npu_rms_norm")
+        assert blank.get_attribute("data-state") == "not run" and _pixel(shot, blank.rect) == (255, 255, 255)
+
+
+def _pixel(png: bytes, rect: dict[str, float]) -> tuple[int, int, int]:
+    """The colour at the middle of ``rect`` (CSS pixels; the browser renders at scale 1)."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    x, y = int(rect["x"] + rect["width"] / 2), int(rect["y"] + rect["height"] / 2)
+    return image.getpixel((x, y))

@@ -2,10 +2,11 @@
 passes stage A (dummy weights) and stage B (its real saved weights) and writes both matrices, the
 test config YAML and the tutorial, with measured values and accuracy pending; and each kind of bad
 input gets its clear reason and leaves nothing running: an architecture vLLM does not know, a serve
-flag vLLM rejects, a server that never becomes ready, a server that dies on its first request.
+flag vLLM rejects (refused before anything starts), a server that never becomes ready, a server that dies on its first request.
 
-Cost: five `ascend-overlay smoke` runs, six vLLM starts (two of them stop at argparse or config
-validation within seconds); the happy run serves both stages and every assertion of it reads one run.
+Cost: five `ascend-overlay smoke` runs, five vLLM starts (one of them stops at config validation within
+seconds; the rejected flag is refused by vLLM's parser before any start); the happy run serves both
+stages and every assertion of it reads one run.
 """
 
 from __future__ import annotations
@@ -110,10 +111,15 @@ def test_the_yaml_and_tutorial_carry_measured_values_and_pending_accuracy(happy:
                                                                           tiny_model: Path) -> None:
     files = happy["report"]["artifacts"]
     config = yaml.safe_load(Path(files["test_config"]).read_text())
-    assert config["model_name"] == str(tiny_model.resolve())
+    assert config["model_name"] == str(tiny_model.resolve()) and config["model_type"] == "vllm"
     assert config["hardware"].startswith("CPU (")
-    assert config["num_fewshot"] == 5 and config["max_model_len"] == 256
-    assert [m["value"] for t in config["tasks"] for m in t["metrics"]] == [None, None]
+    assert config["num_fewshot"] == 5
+    assert config["serve"] == {"tensor_parallel_size": 1, "dtype": "auto", "max_model_len": 256,
+                               "gpu_memory_utilization": 0.3, "trust_remote_code": False, "enforce_eager": True}
+    assert [set(m) for t in config["tasks"] for m in t["metrics"]] == [{"name"}, {"name"}], "not measured: no value"
+    row = Path(files["supported_models_row"]).read_text()
+    assert row.splitlines()[-1].startswith(f"| {tiny_model.name} | ✅ |"), "signed off: supported"
+    assert "| max-model-len |" in row and "| 256 |" in row
     page = Path(files["tutorial"]).read_text()
     for heading in ("Introduction", "Supported Features", "Environment Preparation", "Deployment",
                     "Functional Verification", "Accuracy Evaluation", "Performance"):
@@ -151,12 +157,10 @@ def test_an_architecture_vllm_does_not_know(tiny_model: Path, tmp_path: Path) ->
     assert_nothing_left(report)
 
 
-def test_a_serve_flag_vllm_rejects(tiny_model: Path, tmp_path: Path) -> None:
+def test_a_serve_flag_vllm_rejects_is_refused_before_anything_starts(tiny_model: Path, tmp_path: Path) -> None:
     code, stderr, report = smoke([str(tiny_model), "--bogus-flag", "3"], tiny_model, tmp_path / "out")
-    assert code == 1
-    assert report["stages"]["dummy"]["reason"] == "vLLM rejected the serve flags: unrecognized arguments: --bogus-flag 3"
-    assert "vLLM rejected the serve flags" in stderr
-    assert_nothing_left(report)
+    assert code == 2 and report == {}, "refused up front: no stage ran"
+    assert "vLLM rejected the serve flags: unrecognized arguments: --bogus-flag" in stderr
 
 
 def test_a_server_that_never_becomes_ready(tiny_model: Path, tmp_path: Path) -> None:

@@ -217,6 +217,15 @@ def test_flags_the_platform_cannot_honour_are_named_in_one_warning_line(npu_plat
     assert not [r for r in caplog.records if r.name == "ascend_overlay"], "defaults are not flags"
 
 
+def test_plugin_says_once_that_the_simulated_npu_is_ignored_while_the_overlay_is_off():
+    code = "from ascend_overlay.npu import platform_plugin\nprint(platform_plugin(), platform_plugin())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_ASCEND_OVERLAY")}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "VLLM_ASCEND_OVERLAY_SIMULATE_NPU": "1"},
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["None", "None"]
+    assert out.stderr.count("VLLM_ASCEND_OVERLAY_SIMULATE_NPU=1 is ignored: the overlay is off") == 1, out.stderr
+
+
 def test_pre_register_fires_the_overlay_platform_phase(npu_platform):
     from ascend_overlay.core.settings import Settings
     from ascend_overlay.core.vocabulary import Phase

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -24,6 +25,7 @@ from ascend_overlay.cli import main as cli_main
 from ascend_overlay.serving.server import descendants
 from ascend_overlay.serving.tiny_model import WEIGHTS, is_complete, make_tiny_model
 from ascend_overlay.smoke import accuracy, artifacts, features, logscan, serve_flags
+from ascend_overlay.smoke.features import FeatureStatus
 from ascend_overlay.smoke.image import QUESTION, red_square_png
 from ascend_overlay.smoke.model_info import (
     SmokeInputError,
@@ -32,9 +34,9 @@ from ascend_overlay.smoke.model_info import (
     find_chat_template,
     resolve_model,
 )
-from ascend_overlay.smoke.probes import PASS, Check, Prober, image_messages
+from ascend_overlay.smoke.probes import Check, CheckStatus, Prober, image_messages
 from ascend_overlay.smoke.runner import SmokeOptions, build_report
-from ascend_overlay.smoke.stage import StageResult
+from ascend_overlay.smoke.stage import StageResult, StageStatus
 
 # ---------------------------------------------------------------- the checkpoint, read before anything starts
 
@@ -135,13 +137,13 @@ def test_user_flags_override_defaults_in_any_spelling_vllm_accepts() -> None:
     merged = serve_flags.merge(defaults, ["--max_model_len=1k", "--no-enforce-eager", "-tp", "2"])
     assert "--enforce-eager" not in merged and "256" not in merged
     assert merged[-4:] == ["--max_model_len=1k", "--no-enforce-eager", "-tp", "2"]
-    assert serve_flags.option_value(merged, "--gpu-memory-utilization") == "0.3"
+    assert serve_flags.option_value(merged, "--gpu-memory-utilization") == 0.3
     asked = serve_flags.Asked.from_flags(merged)
     assert asked == serve_flags.Asked(max_model_len=1000, max_num_seqs=8, tensor_parallel_size=2,
                                       expert_parallel=False, enforce_eager=False)
-    assert serve_flags.Asked.from_flags(["-ep", "--max-num-seqs", "2K"]).expert_parallel
-    assert serve_flags.parse_int("2K") == 2048 and serve_flags.parse_int("-1") is None
-    assert serve_flags.parse_int("auto") is None and serve_flags.parse_int("25.6k") == 25600
+    assert serve_flags.Asked.from_flags(["-ep", "--max-num-seqs", "2048"]).expert_parallel
+    assert serve_flags.Asked.from_flags(["--max-model-len", "2K"]).max_model_len == 2048
+    assert serve_flags.Asked.from_flags(["--max-model-len", "auto"]).max_model_len is None
 
 
 def test_stage_a_is_the_same_command_with_dummy_weights() -> None:
@@ -157,6 +159,8 @@ def test_stage_a_is_the_same_command_with_dummy_weights() -> None:
     (["--load-format", "dummy"], "smoke runs the dummy-weights stage itself"),
     (["--load_format=DUMMY"], "smoke runs the dummy-weights stage itself"),
     (["stray"], "unexpected argument 'stray'"),
+    (["--bogus", "3"], "vLLM rejected the serve flags: unrecognized arguments: --bogus"),
+    (["--max-num-seqs", "2K"], "vLLM rejected the serve flags: argument --max-num-seqs: invalid int value: '2K'"),
 ])
 def test_flags_smoke_owns_are_refused(flags: list[str], message: str) -> None:
     with pytest.raises(SmokeInputError, match=message):
@@ -246,7 +250,7 @@ def test_the_text_image_request_carries_the_image_as_a_data_url() -> None:
         check = prober.image()
     finally:
         server.shutdown()
-    assert check.status == PASS and check.data["output"] == "Red."
+    assert check.status is CheckStatus.PASS and check.data["output"] == "Red."
     sent = server.requests[0]
     assert sent["path"] == "/v1/chat/completions" and sent["body"]["model"] == "acme/vl"
     image_part, text_part = sent["body"]["messages"][0]["content"]
@@ -365,7 +369,7 @@ def _model(tmp_path: Path, config: dict[str, Any], weights: bool = True) -> Any:
 
 def _stage(name: str, flags: list[str], facts: dict[str, str], checks: list[Check], passed: bool = True,
            overlay: list[dict[str, Any]] | None = None) -> StageResult:
-    return StageResult(name=name, label=name, status="passed" if passed else "failed", flags=flags, ready_s=30.0,
+    return StageResult(name=name, label=name, status=StageStatus.PASSED if passed else StageStatus.FAILED, flags=flags, ready_s=30.0,
                        facts=facts, fact_lines={k: f"line with {k}={v}" for k, v in facts.items()}, checks=checks,
                        reason="" if passed else "the text request failed", exit_code=0,
                        overlay=overlay if overlay is not None else [
@@ -373,12 +377,12 @@ def _stage(name: str, flags: list[str], facts: dict[str, str], checks: list[Chec
                             "pending": [], "log_line": "ascend-overlay: role=worker pid=3"}])
 
 
-def _checks(served_len: int = 256, concurrency: str = PASS) -> list[Check]:
-    return [Check("models", "GET /v1/models", PASS, data={"id": "m", "max_model_len": served_len}),
-            Check("text", "text", PASS, evidence="HTTP 200", data={"output": "Paris", "completion_tokens": 2,
+def _checks(served_len: int = 256, concurrency: CheckStatus = CheckStatus.PASS) -> list[Check]:
+    return [Check("models", "GET /v1/models", CheckStatus.PASS, data={"id": "m", "max_model_len": served_len}),
+            Check("text", "text", CheckStatus.PASS, evidence="HTTP 200", data={"output": "Paris", "completion_tokens": 2,
                                                                    "request": {"prompt": "x"}}),
-            Check("stream", "stream", PASS, data={"ttft_s": 0.02, "decode_tokens_per_s": 500.0}, evidence="s"),
-            Check("context", "context", PASS, evidence="252+4 answered"),
+            Check("stream", "stream", CheckStatus.PASS, data={"ttft_s": 0.02, "decode_tokens_per_s": 500.0}, evidence="s"),
+            Check("context", "context", CheckStatus.PASS, evidence="252+4 answered"),
             Check("concurrency", "concurrency", concurrency, evidence="8/8", data={"requests": 8}, seconds=0.1)]
 
 
@@ -395,13 +399,13 @@ def test_the_feature_matrix_cites_evidence_and_names_what_was_not_tried(tmp_path
     model = _model(tmp_path, LLAMA)
     real = _stage("real", FLAGS, FACTS, _checks())
     rows = _rows(model, _stage("dummy", FLAGS, {**FACTS, "load_format": "dummy"}, _checks()), real)
-    assert rows["text"].status == "supported" and rows["text"].stage == "real"
-    assert rows["image"].status == rows["expert_parallel"].status == "not-applicable"
-    assert rows["chat"].status == "not-applicable" and "no chat template" in rows["chat"].evidence
-    assert rows["eager_mode"].status == "supported" and rows["graph_mode"].status == "untested"
+    assert rows["text"].status is FeatureStatus.SUPPORTED and rows["text"].stage == "real"
+    assert rows["image"].status == rows["expert_parallel"].status is FeatureStatus.NOT_APPLICABLE
+    assert rows["chat"].status is FeatureStatus.NOT_APPLICABLE and "no chat template" in rows["chat"].evidence
+    assert rows["eager_mode"].status is FeatureStatus.SUPPORTED and rows["graph_mode"].status is FeatureStatus.UNTESTED
     assert "--no-enforce-eager" in rows["graph_mode"].evidence
-    assert rows["max_model_len"].status == rows["max_num_seqs"].status == "supported"
-    assert rows["overlay_worker"].status == "supported" and rows["real_weights"].status == "supported"
+    assert rows["max_model_len"].status == rows["max_num_seqs"].status is FeatureStatus.SUPPORTED
+    assert rows["overlay_worker"].status is FeatureStatus.SUPPORTED and rows["real_weights"].status is FeatureStatus.SUPPORTED
     assert all(r.evidence for r in rows.values())
 
 
@@ -411,24 +415,24 @@ def test_settings_that_did_not_hold_are_unsupported(tmp_path: Path) -> None:
     facts = {**FACTS, "enforce_eager": "False", "compilation_mode": "VLLM_COMPILE",
              "kv_concurrency": "4096 tokens per request: 2.50x", "parallel_ranks": "TP rank 0, EP rank N/A"}
     rows = _rows(model, None, _stage("real", flags, facts, _checks(served_len=2048)))
-    assert rows["max_model_len"].status == "unsupported" and "asked 4096, served 2048" in rows["max_model_len"].evidence
-    assert rows["max_num_seqs"].status == "unsupported" and "holds 2.5 full-length sequences" in \
+    assert rows["max_model_len"].status is FeatureStatus.UNSUPPORTED and "asked 4096, served 2048" in rows["max_model_len"].evidence
+    assert rows["max_num_seqs"].status is FeatureStatus.UNSUPPORTED and "holds 2.5 full-length sequences" in \
         rows["max_num_seqs"].evidence
-    assert rows["expert_parallel"].status == "unsupported"  # asked, but no EP rank in the log
-    assert rows["graph_mode"].status == "supported" and rows["eager_mode"].status == "untested"
+    assert rows["expert_parallel"].status is FeatureStatus.UNSUPPORTED  # asked, but no EP rank in the log
+    assert rows["graph_mode"].status is FeatureStatus.SUPPORTED and rows["eager_mode"].status is FeatureStatus.UNTESTED
     moe_untried = _rows(model, None, _stage("real", FLAGS, FACTS, _checks()))["expert_parallel"]
-    assert moe_untried.status == "untested" and "--enable-expert-parallel" in moe_untried.evidence
+    assert moe_untried.status is FeatureStatus.UNTESTED and "--enable-expert-parallel" in moe_untried.evidence
 
 
 def test_a_missing_checkpoint_and_a_dummy_only_run_are_not_signed_off(tmp_path: Path) -> None:
     model = _model(tmp_path, LLAMA, weights=False)
     dummy = _stage("dummy", FLAGS, FACTS, _checks())
-    missing = StageResult(name="real", label="stage B", status="checkpoint-missing", reason="no weight files")
-    assert _rows(model, dummy, missing)["real_weights"].status == "checkpoint-missing"
+    missing = StageResult(name="real", label="stage B", status=StageStatus.CHECKPOINT_MISSING, reason="no weight files")
+    assert _rows(model, dummy, missing)["real_weights"].status is FeatureStatus.CHECKPOINT_MISSING
     assert features.verdict(["dummy", "real"], {"dummy": dummy, "real": missing})[0] is False
     passed, text = features.verdict(["dummy"], {"dummy": dummy})
     assert passed and text.startswith("NOT SIGNED OFF")
-    failed = _stage("real", FLAGS, FACTS, _checks(concurrency="fail"), passed=False)
+    failed = _stage("real", FLAGS, FACTS, _checks(concurrency=CheckStatus.FAIL), passed=False)
     assert features.verdict(["dummy", "real"], {"dummy": dummy, "real": failed}) == \
         (False, "FAILED: real failed: the text request failed")
 
@@ -445,12 +449,15 @@ def _report(tmp_path: Path, acc: accuracy.Accuracy) -> dict[str, Any]:
 def test_the_yaml_and_tutorial_say_pending_until_lm_eval_measured(tmp_path: Path) -> None:
     report = _report(tmp_path, accuracy.pending(False))
     written = artifacts.write(report, tmp_path / "art", "acme/Tiny-1B")
-    config = yaml.safe_load(Path(written["test_config"]).read_text())
+    text = Path(written["test_config"]).read_text()
+    config = yaml.safe_load(text)
     assert config["model_name"] == "acme/Tiny-1B" and config["hardware"] == "Atlas A2 Series"
-    assert config["num_fewshot"] == 5 and config["max_model_len"] == 256
-    assert config["tasks"] == [{"name": "gsm8k", "metrics": [{"name": "exact_match,strict-match", "value": None},
-                                                             {"name": "exact_match,flexible-extract", "value": None}]}]
-    assert "PENDING" in Path(written["test_config"]).read_text()
+    assert config["model_type"] == "vllm" and config["num_fewshot"] == 5
+    assert config["serve"]["max_model_len"] == 256 and config["serve"]["enforce_eager"] is True
+    assert "max_model_len" not in config, "serve settings live under serve:, where vllm-ascend reads them"
+    assert config["tasks"] == [{"name": "gsm8k", "metrics": [{"name": "exact_match,strict-match"},
+                                                             {"name": "exact_match,flexible-extract"}]}]
+    assert "null" not in text and text.count(artifacts.PENDING_VALUE) == 2
     page = Path(written["tutorial"]).read_text()
     headings = [line for line in page.splitlines() if line.startswith("## ")]
     assert headings == ["## Introduction", "## Supported Features", "## Environment Preparation", "## Deployment",
@@ -489,7 +496,9 @@ def test_bad_input_fails_fast_and_starts_nothing(tmp_path: Path, argv: list[str]
     code = cli_main(["smoke", *[a.format(model=model) for a in argv], "--out", str(out)])
     assert code == 2
     assert message in capsys.readouterr().err
-    assert time.monotonic() - started < 5
+    # Flags are read by vLLM's own parser, which imports vLLM (5 to 10 s here, once per process); the rest
+    # is refused before that, at once.
+    assert time.monotonic() - started < (60 if "--port" in argv else 5)
     assert not out.exists() and descendants(os.getpid()) == []
 
 
@@ -506,3 +515,113 @@ def test_the_tiny_model_saves_seeded_weights_and_completes_an_old_directory(tiny
     assert is_complete(old) and digest(old) == digest(tiny_model)
     assert json.loads((old / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]  # no temporary directory left behind
+
+
+# ---------------------------------------------------------------- vllm-ascend's own formats and loader
+
+@pytest.fixture(scope="module")
+def vllm_ascend() -> Path:
+    """vllm-ascend's configs, loader and supported-models page (its sdist, fetched once into the cache)."""
+    from ascend_overlay.main2main.sources import SourceError
+    from ascend_overlay.testing.reference import reference_tree
+
+    try:
+        return reference_tree()
+    except SourceError as exc:
+        pytest.skip(f"vllm-ascend's files cannot be had here (offline?): {exc}")
+
+
+def _their_loader(tree: Path, monkeypatch: pytest.MonkeyPatch, measured: dict[str, dict[str, float]],
+                  seen: list[dict[str, Any]]) -> Any:
+    """vllm-ascend's test_lm_eval_correctness module, run as it is; only lm_eval (which would run the
+    model) is a stand-in that records what it was asked and answers ``measured``."""
+    import importlib.util
+    import types
+
+    lm_eval = types.ModuleType("lm_eval")
+
+    def simple_evaluate(**params: Any) -> dict[str, Any]:
+        seen.append(params)
+        return {"results": {task: {**values, **{k.replace(",", "_stderr,"): 0.01 for k in values}}
+                            for task, values in measured.items()}}
+
+    lm_eval.simple_evaluate = simple_evaluate  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "lm_eval", lm_eval)
+    from ascend_overlay.testing.reference import LOADER
+
+    spec = importlib.util.spec_from_file_location("vllm_ascend_lm_eval_correctness", tree / LOADER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.network
+def test_our_config_is_read_by_vllm_ascends_own_loader(tmp_path: Path, vllm_ascend: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "r.json").write_text(json.dumps(LM_EVAL))
+    report = _report(tmp_path, accuracy.load(tmp_path / "r.json"))
+    config_file = Path(artifacts.write(report, tmp_path / "art", "acme/Tiny-1B")["test_config"])
+    seen: list[dict[str, Any]] = []
+    loader = _their_loader(vllm_ascend, monkeypatch, {"gsm8k": {"exact_match,strict-match": 0.7612,
+                                                                "exact_match,flexible-extract": 0.8006}}, seen)
+    env = loader.EnvConfig(*["unknown"] * 7)
+    loader.test_lm_eval_correctness_param(config_file, 1, tmp_path / "reports", env)
+    (params,) = seen
+    assert params["model"] == "vllm" and params["tasks"] == ["gsm8k"] and params["num_fewshot"] == 5
+    args = params["model_args"]
+    assert args["pretrained"] == "acme/Tiny-1B"
+    # The serve settings reached lm-eval's model arguments: vllm-ascend found them under serve:.
+    serve = yaml.safe_load(config_file.read_text())["serve"]
+    assert args["max_model_len"] == 256 and args["enforce_eager"] is True
+    assert args["gpu_memory_utilization"] == serve["gpu_memory_utilization"] == 0.92   # vLLM's default, as parsed
+    assert (tmp_path / "reports" / "Tiny-1B.md").is_file(), "its report was written from our config"
+
+
+@pytest.mark.network
+def test_a_config_without_measured_accuracy_cannot_pass_vllm_ascends_comparison(
+        tmp_path: Path, vllm_ascend: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    report = _report(tmp_path, accuracy.pending(False))
+    config_file = Path(artifacts.write(report, tmp_path / "art", "acme/Tiny-1B")["test_config"])
+    loader = _their_loader(vllm_ascend, monkeypatch, {"gsm8k": {"exact_match,strict-match": 0.5,
+                                                                "exact_match,flexible-extract": 0.5}}, [])
+    with pytest.raises(KeyError, match="value"):
+        loader.test_lm_eval_correctness_param(config_file, 1, tmp_path / "reports", loader.EnvConfig(*["u"] * 7))
+
+
+@pytest.mark.network
+def test_our_config_uses_vllm_ascends_keys_and_nesting(tmp_path: Path, vllm_ascend: Path) -> None:
+    from ascend_overlay.testing.reference import CONFIGS
+
+    theirs = [yaml.safe_load(p.read_text()) for p in sorted((vllm_ascend / CONFIGS).glob("*.yaml"))]
+    theirs = [c for c in theirs if c.get("model_type", "vllm") in ("vllm", "vllm-vlm")]
+    assert len(theirs) >= 10
+    (tmp_path / "r.json").write_text(json.dumps(LM_EVAL))
+    ours = yaml.safe_load(artifacts.test_config_yaml(_report(tmp_path, accuracy.load(tmp_path / "r.json")), "a/b"))
+    assert set(ours) <= set().union(*theirs), "a top-level key vllm-ascend's configs do not have"
+    assert set(ours["serve"]) <= set().union(*(c.get("serve", {}) for c in theirs))
+    assert sum("serve" in c for c in theirs) >= len(theirs) - 1 and isinstance(ours["serve"], dict)
+    for task in ours["tasks"]:
+        assert set(task) == {"name", "metrics"} and all(set(m) == {"name", "value"} for m in task["metrics"])
+    assert all(set(m) <= {"name", "value"} for c in theirs for t in c["tasks"] for m in t["metrics"])
+
+
+@pytest.mark.network
+def test_the_supported_models_row_has_the_pages_columns_and_legend(tmp_path: Path, vllm_ascend: Path) -> None:
+    from ascend_overlay.smoke.supported_models import COLUMNS, Symbol, supported_models_row
+    from ascend_overlay.testing.reference import SUPPORTED_MODELS
+
+    page = (vllm_ascend / SUPPORTED_MODELS).read_text()
+    headers = {tuple(c.strip() for c in line.strip().strip("|").split("|")) for line in page.splitlines()
+               if line.strip().startswith("| Model") or line.strip().startswith("|      Model")}
+    assert COLUMNS in headers, "not a header of the page's tables"
+    report = _report(tmp_path, accuracy.pending(False))
+    legend = [line for line in artifacts.supported_models_markdown(report, "acme/Tiny-1B") if " = " in line]
+    assert len(legend) == 4 and all(line in page.splitlines() for line in legend), legend
+    row = supported_models_row(report, "acme/Tiny-1B")
+    assert list(row) == list(COLUMNS)
+    symbols = {s for s in Symbol}
+    text_columns = {"Model", "Note", "Supported Hardware", "max-model-len", "Doc"}
+    assert all(row[c] in symbols for c in COLUMNS if c not in text_columns)
+    assert row["Support"] is Symbol.SUPPORTED and row["Tensor Parallel"] is Symbol.UNTESTED  # tp=1: not exercised
+    assert row["Expert Parallel"] is Symbol.BLANK and row["LoRA"] is Symbol.BLANK      # dense; never exercised
+    assert row["max-model-len"] == "256" and row["Doc"] == "[Tiny-1B](../../tutorials/models/Tiny-1B.md)"

@@ -11,7 +11,9 @@ from pathlib import Path
 from ascend_overlay.core import applier, contract, trust
 from ascend_overlay.core.catalog import load_catalog, load_patch_file, patch_files
 from ascend_overlay.core.errors import OverlayError
+from ascend_overlay.core.files import write_atomic
 from ascend_overlay.core.planning import Context, would_apply
+from ascend_overlay.core.precheck_cache import PrecheckCache
 from ascend_overlay.core.settings import Settings
 from ascend_overlay.core.vllm_version import installed_vllm_version
 from ascend_overlay.core.vocabulary import Phase, Status
@@ -83,8 +85,7 @@ def new_hotfix(name: str, target: str, directory: Path, phase: str = "worker", k
         params = fingerprint[1:-1] if fingerprint.startswith("(") else "*args, **kwargs"
         body = "    # TODO: the replacement; it is installed as is (no wrapper), so it must do the whole job.\n" \
                "    raise NotImplementedError"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(SKELETON.format(name=name, phase=phase, version=version.base_version if version else "0",
+    write_atomic(path, SKELETON.format(name=name, phase=phase, version=version.base_version if version else "0",
                                     kind=kind, target=dotted, fingerprint=fingerprint, func=func,
                                     params=params, body=body))
     load_patch_file(path, "new", "authoring")  # the skeleton must itself load; raises if it does not
@@ -107,7 +108,7 @@ class Verification:
         return all(f.ok for f in self.findings)
 
 
-def verify(directory: str) -> Verification:
+def verify(directory: str, use_cache: bool = True) -> Verification:
     """Every check the overlay makes when it loads and applies a hotfix directory, nothing activated.
 
     The directory is judged together with everything else this environment would load (built-in
@@ -135,10 +136,12 @@ def verify(directory: str) -> Verification:
             result.findings.append(Finding(problem.path, False, problem.message))
     ours = [p for p in combined.patches if p.source == source]
     version = installed_vllm_version()
+    cache = PrecheckCache(enabled=use_cache)  # the built-in patches' answers rarely change: remembered
     decisions = would_apply(combined.patches,
                             Context(Settings(enabled=True, enable=settings.enable, disable=settings.disable,
                                              version_override=settings.version_override),
-                                    version, combined.blocked))
+                                    version, combined.blocked), refusal=cache.refusal)
+    cache.save()
     for patch in ours:
         path = patch.file or "?"
         todo = [f for f in ("why", "remove_when", "upstream") if "TODO" in (getattr(patch, f) or "")]
@@ -162,7 +165,4 @@ def verify(directory: str) -> Verification:
 def write_manifest(directory: Path) -> Path:
     """(Re)write ``SHA256SUMS`` for every patch file, in the format ``sha256sum -c`` reads."""
     lines = [f"{trust.sha256_of(p)}  {p.relative_to(directory)}" for p in patch_files(directory)]
-    target = directory / trust.MANIFEST_NAME
-    target.write_text("\n".join(lines) + "\n")
-    target.chmod(0o644)
-    return target
+    return write_atomic(directory / trust.MANIFEST_NAME, "\n".join(lines) + "\n", mode=0o644)

@@ -71,7 +71,8 @@ def _subject(args: argparse.Namespace) -> Any:
 def _check(args: argparse.Namespace) -> int:
     if (missing := _require_griffe()) is not None:
         return _fail(missing)
-    from ascend_overlay.main2main.check import format_table, run_check
+    from ascend_overlay.cli import term
+    from ascend_overlay.main2main.check import run_check, table_rows
     from ascend_overlay.main2main.sources import resolve_source
 
     try:
@@ -94,7 +95,7 @@ def _check(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"refused patch file (not checked): {problem}")
     print()
-    print(format_table(report))
+    term.print_table(["STATUS", "PATCH", "TARGET", "DETAIL"], table_rows(report), keep=2)
     print()
     summary = report.as_dict()["summary"]
     relied = [r for r in report.results if r.target.use is not None]

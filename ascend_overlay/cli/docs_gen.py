@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ascend_overlay.core import reliance
 from ascend_overlay.core.catalog import builtin_patch_dir, load_catalog
+from ascend_overlay.core.files import write_atomic
 from ascend_overlay.core.patch import Patch
 from ascend_overlay.core.reliance.model import UseKind
 from ascend_overlay.core.settings import VARIABLES, Variable
@@ -88,7 +89,7 @@ def render() -> str:
 
 def main() -> int:
     target = builtin_patch_dir().parent / "docs" / "patches.md"
-    target.write_text(render())
+    write_atomic(target, render())
     print(f"wrote {target}", file=sys.stderr)
     return 0
 

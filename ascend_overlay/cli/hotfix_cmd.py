@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -23,11 +24,18 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from ascend_overlay.cli import term
     from ascend_overlay.cli.authoring import verify
 
-    result = verify(str(Path(args.dir).resolve()))
-    for f in result.findings:
-        print(f"{'ok  ' if f.ok else 'FAIL'}  {f.path}: {f.message}")
+    directory = str(Path(args.dir).resolve())
+    result = verify(directory, use_cache=not args.no_cache)
+    if args.json:
+        print(json.dumps({"directory": directory, "ok": result.ok,
+                          "findings": [{"path": f.path, "ok": f.ok, "message": f.message} for f in result.findings]},
+                         indent=2))
+        return 0 if result.ok else 1
+    term.print_table(("", "file", "finding"), [("ok" if f.ok else "FAIL", f.path, f.message) for f in result.findings],
+                     header=False, keep=1)
     print("verified: all checks passed" if result.ok else "verification FAILED", file=sys.stderr)
     return 0 if result.ok else 1
 
@@ -52,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     n.set_defaults(handler=_new)
     v = hsub.add_parser("verify", help="check a hotfix directory as the overlay would, activating nothing")
     v.add_argument("dir")
+    v.add_argument("--json", action="store_true", help="machine-readable output")
+    v.add_argument("--no-cache", action="store_true",
+                   help="check the built-in patches against the live vLLM too, ignoring remembered answers")
     v.set_defaults(handler=_verify)
     m = hsub.add_parser("manifest", help="write SHA256SUMS pinning every patch file of a directory")
     m.add_argument("dir")

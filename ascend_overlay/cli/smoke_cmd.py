@@ -43,6 +43,8 @@ def _add_options(p: argparse.ArgumentParser, suppress: bool = False) -> None:
                         "max-num-seqs requests at once (default: on)")
     p.add_argument("--keep-going", action="store_true", default=d(False),
                    help="run stage B even when stage A failed")
+    p.add_argument("--json", action="store_true", default=d(False),
+                   help="print smoke.json (the whole report) on stdout when done")
 
 
 def _options_parser() -> argparse.ArgumentParser:
@@ -76,7 +78,7 @@ def _smoke(args: argparse.Namespace) -> int:
                            artifacts=args.artifacts, accuracy=args.accuracy, ready_timeout=args.ready_timeout,
                            request_timeout=args.request_timeout, capacity=args.capacity, keep_going=args.keep_going,
                            hardware=args.hardware, model_name=args.model_name)
-    return main_entry(options)
+    return main_entry(options, print_json=args.json)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -76,9 +76,14 @@ def _override_hint(ctx: Context, lead: str = "") -> str:
             f"{installed_from_metadata() or 'vLLM'}")
 
 
-def would_apply(patches: list[Patch], ctx: Context, *, check_targets: bool = True) -> dict[str, Decision]:
+def would_apply(patches: list[Patch], ctx: Context, *, check_targets: bool = True,
+                refusal: Callable[[Patch], Decision | None] | None = None) -> dict[str, Decision]:
     """Every patch's decision as a whole install would see it, for status, list and verify: a
-    ``patch:`` requirement is met when the required patch would apply (cycles count as unmet)."""
+    ``patch:`` requirement is met when the required patch would apply (cycles count as unmet).
+
+    ``refusal`` answers what ``applier.precheck(patch).refusal`` would (``precheck_cache`` gives the
+    remembered answer); by default precheck itself is asked."""
+    refused = refusal or (lambda patch: applier.precheck(patch).refusal)
     by_name = {p.name: p for p in patches}
     decided: dict[str, Decision] = {}
     deciding: set[str] = set()
@@ -93,7 +98,7 @@ def would_apply(patches: list[Patch], ctx: Context, *, check_targets: bool = Tru
                         ctx.simulated_npu)
         decision = plan(by_name[name], local)
         if decision.applies and check_targets:
-            decision = applier.precheck(by_name[name]).refusal or decision
+            decision = refused(by_name[name]) or decision
         deciding.discard(name)
         decided[name] = decision
         return decision

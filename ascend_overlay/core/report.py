@@ -84,6 +84,7 @@ class ProcessReport:
     vllm: str | None = None
     vllm_dist: str | None = None
     forked_from: int | None = None
+    strict: bool = False        # VLLM_ASCEND_OVERLAY_STRICT in this process (``ascend-overlay report`` shows it)
 
     @property
     def role(self) -> Role:
@@ -103,6 +104,7 @@ class ProcessReport:
             "role": self.role.value,
             "vllm": self.vllm,
             "vllm_dist": self.vllm_dist,
+            "strict": self.strict,
             "doors": list(self.doors),
             "phases": [phase.value for phase in self.phases],
             "fired_from": {phase.value: origin for phase, origin in self.fired_from.items()},
@@ -190,21 +192,3 @@ def latest_per_process(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         latest[(rec.get("host", ""), rec["pid"])] = rec
     return list(latest.values())
 
-
-def format_table(records: list[dict[str, Any]]) -> str:
-    lines = []
-    for rec in latest_per_process(records):
-        host = f" host={rec['host']}" if rec.get("host") else ""
-        npu = f" npu={rec['npu']}" if rec.get("npu") else ""
-        lines.append(f"{rec['role']:<12} pid={rec['pid']:<8}{host} vllm={rec['vllm']} "
-                     f"phases={','.join(rec['phases']) or '-'}{npu}")
-        hooks = [p["name"] for p in rec["patches"] if p.get("internal") and Status(p["status"]).in_effect]
-        lines.append(f"    hooks     {', '.join(hooks) or '-'}")
-        for p in rec["patches"]:
-            if p.get("internal"):
-                continue
-            reason = f"  ({p['reason']})" if p["reason"] else ""
-            lines.append(f"    {p['status']:<9} {p['name']:<34} [{p['phase']}, {p['source']}]{reason}")
-        for prob in rec["problems"]:
-            lines.append(f"    problem   {prob['path']}: {prob['message']}")
-    return "\n".join(lines)

@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any
 
-from ascend_overlay.core import applier, import_hooks, report, toggles
+from ascend_overlay.core import applier, drops, import_hooks, report, toggles
 from ascend_overlay.core.catalog import Catalog, load_catalog
 from ascend_overlay.core.errors import OverlayError, PatchApplyError
 from ascend_overlay.core.patch import Patch
@@ -41,7 +41,7 @@ class Overlay:
         self._import_hooks: list[tuple[str, Any]] = []
         self._report_failed = False
         self.report = report.ProcessReport(vllm=str(self.version) if self.version else None,
-                                           vllm_dist=vllm_distribution_name())
+                                           vllm_dist=vllm_distribution_name(), strict=settings.strict)
 
     @property
     def context(self) -> Context:
@@ -57,6 +57,8 @@ class Overlay:
         known = self.catalog.names()
         for error in toggles.validate(self.settings.enable, self.settings.disable, known):
             self.problem("setting", "environment", str(error), error)
+        for line in drops.dropped():
+            log.warning("ascend-overlay [%s]: %s", self._who(), line)
         installed = installed_from_metadata()
         if self.settings.version_override and self.version != installed:
             log.warning("ascend-overlay [%s]: %s=%s overrides the installed vLLM %s (%s): patches are gated on %s",
@@ -194,7 +196,7 @@ class Overlay:
         """In a forked child: keep the parent's patches (they are already in memory), start a new report."""
         parent = self.report
         self._lock = threading.RLock()  # a lock held by another parent thread at fork time never frees
-        self.report = report.ProcessReport(vllm=parent.vllm, vllm_dist=parent.vllm_dist,
+        self.report = report.ProcessReport(vllm=parent.vllm, vllm_dist=parent.vllm_dist, strict=parent.strict,
                                            doors=["fork"], forked_from=parent.pid,
                                            problems=list(parent.problems))
         for name, outcome in parent.outcomes.items():

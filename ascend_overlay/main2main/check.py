@@ -341,13 +341,14 @@ def _use_key(r: TargetResult) -> tuple[Any, ...]:
             r.target.use.how if r.target.use else None)
 
 
-def format_table(report: CheckReport) -> str:
-    """A fixed-width table a person reads at a glance: status first, then who suffers, then why."""
-    rows = [("STATUS", "PATCH", "TARGET", "DETAIL")]
+def table_rows(report: CheckReport) -> list[tuple[str, str, str, str]]:
+    """What a person reads at a glance: status first, then who suffers, then why (relied-on names that
+    hold are counted below the table, not listed)."""
+    rows = []
     for r in report.results:
         if r.target.use is not None and r.status in (VerdictStatus.OK, VerdictStatus.UNVERIFIABLE) and not r.breaks:
-            continue  # relied-on names that hold are counted below the table, not listed
-        status = r.status.upper() if r.breaks else r.status
+            continue
+        status = str(r.status).upper() if r.breaks else str(r.status)
         detail = r.detail
         if not r.applies:
             status += " (n/a)"
@@ -355,5 +356,4 @@ def format_table(report: CheckReport) -> str:
         if r.defined_in:
             detail += f" [defined in {r.defined_in}]"
         rows.append((status, r.target.patch, r.target.target, detail))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}".rstrip() for a, b, c, d in rows)
+    return rows

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
+from ascend_overlay.core.files import write_atomic
 from ascend_overlay.main2main.sources import cache_dir
 
 _DEF = re.compile(rb"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)|^([A-Za-z_]\w*)[ \t]*(?::[^=\n]*)?=(?!=)",
@@ -62,10 +62,7 @@ def build(root: Path, package: str = "vllm") -> dict[str, list[str]]:
             if not modules or modules[-1] != module:
                 modules.append(module)
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(index), encoding="utf-8")
-        tmp.replace(cached)
+        write_atomic(cached, json.dumps(index))
     except OSError:
         pass  # a read-only cache only costs speed
     return index

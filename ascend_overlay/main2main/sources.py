@@ -25,10 +25,10 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from ascend_overlay.core.errors import OverlayError
+from ascend_overlay.core.files import cache_dir  # noqa: F401 - also imported from here by main2main and testing
 from ascend_overlay.core.vllm_version import stated_by_tree
 
 PACKAGE = "vllm"
-CACHE_ENV = "ASCEND_OVERLAY_CACHE"
 _COMPLETE = ".complete"
 _SPEC_RE = re.compile(r"^(?:(?P<dist>[A-Za-z0-9][A-Za-z0-9._-]*)==)?(?P<version>[0-9][0-9A-Za-z.+!_-]*)$")
 
@@ -56,12 +56,6 @@ class VllmSource:
         commit = f" @ {self.commit[:12]}" if self.commit else ""
         where = self.kind if self.label == self.kind else f"{self.kind}: {self.label}"
         return f"vLLM {version}{commit} ({where})"
-
-
-def cache_dir() -> Path:
-    """``$ASCEND_OVERLAY_CACHE`` or ``~/.cache/ascend-overlay``: shared by runs, so downloads happen once."""
-    raw = os.environ.get(CACHE_ENV, "").strip()
-    return Path(raw).expanduser() if raw else Path.home() / ".cache" / "ascend-overlay"
 
 
 def resolve_source(spec: str | None) -> VllmSource:

@@ -16,6 +16,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from ascend_overlay.core.errors import OverlayError
+from ascend_overlay.core.files import write_atomic
 
 FILE = Path(__file__).resolve().parent.parent / "core" / "verified_vllm.py"
 _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
@@ -88,7 +89,5 @@ def write(version: str, commit: str | None, path: Path | None = None,
     version, commit = validate(version, commit)
     date = (today or datetime.date.today()).isoformat()
     text = _TEMPLATE.format(version=version, commit=commit, date=date)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, text)
     return Verified(version, commit, date, path)

@@ -38,6 +38,7 @@ NPU_CUSTOM_OPS = ("silu_and_mul", "rms_norm", "rotary_embedding")
 
 log = logging.getLogger("ascend_overlay")
 _simulator_refusal_logged = False
+_simulation_ignored_said = False
 
 
 def npu_mode() -> str | None:
@@ -69,6 +70,7 @@ def platform_plugin() -> str | None:
 
     try:
         if not read(ACTIVATE):
+            _say_simulation_ignored()
             return None
     except ConfigError:
         return None  # the bootstrap reports the bad value; a platform probe is not the place to fail
@@ -79,6 +81,22 @@ def platform_plugin() -> str | None:
     from ascend_overlay.core.requirements import npu_available
 
     return PLATFORM_QUALNAME if npu_available() else None
+
+
+def _say_simulation_ignored() -> None:
+    """The simulated NPU asked for with the overlay off would be dropped silently: say so, once per
+    process (with the overlay off, this probe is the only part of the overlay that runs)."""
+    global _simulation_ignored_said
+    import os
+
+    if _simulation_ignored_said or not os.environ.get(SIMULATE_NPU):
+        return
+    _simulation_ignored_said = True
+    from ascend_overlay.core.drops import dropped
+
+    for line in dropped():
+        if line.startswith(SIMULATE_NPU + "="):
+            log.warning("ascend-overlay: %s", line)
 
 
 def _simulate() -> bool:

@@ -13,7 +13,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ascend_overlay.core.report import format_table, read_jsonl
 from ascend_overlay.serving.server import BIN, VllmServer, wait_gone
 from ascend_overlay.serving.tiny_model import make_tiny_model
 
@@ -54,10 +53,16 @@ def run_demo(model_dir: Path | None = None, prompt: str = "Hello world", max_tok
             print(f"[demo] vLLM failed to start: {exc}", file=sys.stderr)
             return 1
         leftover = wait_gone(children)
-        print(f"[demo] shut down with exit code {server.proc.returncode}; "
+        print(f"[demo] shut down with exit code {server.process.returncode}; "
               f"{'no orphan processes' if not leftover else f'ORPHANS: {leftover}'}")
         print("[demo] what the overlay did, per process:")
-        print(format_table(read_jsonl(str(report_path))) if report_path.exists() else "  (no report written)")
+        if report_path.exists():
+            from ascend_overlay.cli.report_cmd import render_text
+            from ascend_overlay.core.report_view import load
+
+            render_text(load(str(report_path)), str(report_path))
+        else:
+            print("  (no report written)")
         if simulate_npu:
             _print_kernel_counts(kernel_stats)
         return 0 if not leftover else 1

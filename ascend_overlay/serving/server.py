@@ -14,8 +14,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 BIN = Path(sys.executable).parent
 # CPU-backend settings measured on the project's machines (see shared/VLLM_FACTS.md): the default
@@ -27,53 +30,38 @@ SERVE_ARGS = ["--load-format", "dummy", "--gpu-memory-utilization", "0.3", "--ma
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid``, read from /proc (Linux), so no extra package is needed."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+    """Every live descendant of ``pid`` (psutil: the same on every OS it supports)."""
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def group_members(pgid: int) -> list[int]:
     """Every live process of process group ``pgid``: a server started in its own session keeps its
     children findable here even after its main process died and they were re-parented."""
-    return _live_with(2, pgid)
+    return _live_with(os.getpgid, pgid)
 
 
 def session_members(sid: int) -> list[int]:
     """Every live process of session ``sid`` (e.g. a Ray cluster started by ``ray start`` in a session
     of its own: its daemons and worker processes stay in it, whatever their process group)."""
-    return _live_with(3, sid)
+    return _live_with(os.getsid, sid)
 
 
-def _live_with(field: int, value: int) -> list[int]:
-    """Live (non-zombie) processes whose /proc stat field ``field`` (counted after the command name:
-    2 process group, 3 session) equals ``value``."""
+def _live_with(key: Callable[[int], int], value: int) -> list[int]:
+    """Live (non-zombie) processes for which ``key(pid)`` (their process group or session) is ``value``."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for proc in psutil.process_iter(["status"]):
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[field]) == value and fields[0] != "Z":
-            found.append(int(entry.name))
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and key(proc.pid) == value:
+                found.append(proc.pid)
+        except (OSError, psutil.Error):
+            continue   # gone meanwhile
     return found
 
 
@@ -92,11 +80,10 @@ def alive(pids: list[int]) -> list[int]:
     out = []
     for pid in pids:
         try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.Error:
             continue
-        if state != "Z":
-            out.append(pid)
     return out
 
 
@@ -161,6 +148,13 @@ class VllmServer:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
+    @property
+    def process(self) -> subprocess.Popen[str]:
+        """The ``vllm serve`` process, once ``start()`` has launched it."""
+        if self.proc is None:
+            raise RuntimeError("vllm serve was not started")
+        return self.proc
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
@@ -174,7 +168,8 @@ class VllmServer:
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}/v1/completions", data=body,
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=120) as resp:
-            return json.loads(resp.read())
+            reply: dict[str, Any] = json.loads(resp.read())
+            return reply
 
     def stop(self, grace: float = 60) -> int | None:
         """Ctrl-C, as an operator would; kill the process group if vLLM has not exited after ``grace`` s.

@@ -17,9 +17,9 @@ from ascend_overlay.smoke.model_info import SmokeInputError
 
 # What a bring-up measures when nothing else is said (the reference project's usual choice):
 # GSM8K 5-shot for a text model, MMMU (validation) for a vision-language model.
-DEFAULT_TEXT_TASKS = [{"name": "gsm8k", "metrics": ["exact_match,strict-match", "exact_match,flexible-extract"]}]
+DEFAULT_TEXT_TASKS: list[dict[str, Any]] = [{"name": "gsm8k", "metrics": ["exact_match,strict-match", "exact_match,flexible-extract"]}]
 DEFAULT_TEXT_FEWSHOT = 5
-DEFAULT_VLM_TASKS = [{"name": "mmmu_val", "metrics": ["acc,none"]}]
+DEFAULT_VLM_TASKS: list[dict[str, Any]] = [{"name": "mmmu_val", "metrics": ["acc,none"]}]
 DEFAULT_VLM_FEWSHOT = 0
 
 

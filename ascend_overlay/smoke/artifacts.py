@@ -1,9 +1,12 @@
-"""The files a model adaptation ships, filled from what the gate measured: the test config YAML
-(``model_name``, ``hardware``, ``tasks`` with accuracy metrics, ``num_fewshot``) and the tutorial page.
+"""The files a model adaptation ships, filled from what the gate measured, in vllm-ascend's formats:
+the test config YAML (its keys and nesting: ``model_name``, ``model_type``, ``hardware``, a ``serve:``
+block, ``tasks`` with metrics, ``num_fewshot``), the model's row of the supported-models page (with
+its legend's symbols), and the tutorial page.
 
 Nothing here is typed in by hand: the serve command is the one stage B ran, the curl example is the
 request it sent and the reply it got, the performance numbers are its timings. Accuracy comes only
-from lm-eval's results (``--accuracy``); without them every value says PENDING, in both files.
+from lm-eval's results (``--accuracy``); without them no value is written (a comment in the YAML,
+PENDING in the tutorial says so), never a ``null`` that vllm-ascend's comparison cannot take.
 """
 
 from __future__ import annotations
@@ -13,38 +16,75 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from ascend_overlay.core.files import write_atomic
 from ascend_overlay.smoke.image import red_square_png
+from ascend_overlay.smoke.probes import CheckStatus
 from ascend_overlay.smoke.render import cell, feature_table
+from ascend_overlay.smoke.supported_models import supported_models_markdown
+
+# The keys of a vllm-ascend test config's ``serve:`` block, in its order (tests/e2e/models/configs/*.yaml);
+# its loader (test_lm_eval_correctness.py) reads them with ``eval_config.get("serve", {})``.
+SERVE_KEYS = ("tensor_parallel_size", "dtype", "max_model_len", "gpu_memory_utilization", "trust_remote_code",
+              "enforce_eager", "enable_expert_parallel", "quantization")
+PENDING_VALUE = "# value: not measured (PENDING): run lm-eval, then smoke --accuracy RESULTS.json"
 
 
-def _q(value: Any) -> str:
-    """A YAML scalar: JSON's quoting is valid YAML for strings, numbers, null."""
-    return json.dumps(value)
+def test_config(report: dict[str, Any], model_name: str) -> dict[str, Any]:
+    """The test config as data, in vllm-ascend's keys and nesting (an accuracy not measured has no
+    ``value`` key at all: its loader could not compare a null)."""
+    accuracy = report["accuracy"]
+    served = report.get("served", {})
+    serve: dict[str, Any] = {}
+    for key in SERVE_KEYS:
+        value = served.get(key)
+        # Optional switches are written only when on, as vllm-ascend's own configs do.
+        if value is None or (key in ("enable_expert_parallel", "enforce_eager") and value is False):
+            continue
+        serve[key] = value
+    vlm = report["model"]["vision_language"]
+    tasks = [{"name": task["name"],
+              "metrics": [{"name": m["name"], **({"value": m["value"]} if m["value"] is not None else {})}
+                          for m in task["metrics"]]}
+             for task in accuracy["tasks"]]
+    config: dict[str, Any] = {"model_name": model_name, "model_type": "vllm-vlm" if vlm else "vllm",
+                              "hardware": report["environment"]["hardware"], "serve": serve, "tasks": tasks}
+    shots = accuracy.get("num_fewshot")
+    if shots is not None:
+        config["num_fewshot"] = shots
+    # How the accuracy is (to be) measured: the lm_eval command of the tutorial's Accuracy Evaluation.
+    config["apply_chat_template"] = bool(vlm)
+    config["fewshot_as_multiturn"] = False
+    config["batch_size"] = "auto"
+    return config
 
 
 def test_config_yaml(report: dict[str, Any], model_name: str) -> str:
+    """``test_config`` written with ``yaml.safe_dump`` (what vllm-ascend reads with ``safe_load``), with
+    the comments a maintainer needs: where it came from, and which values are not measured yet."""
+    import yaml
+
     accuracy = report["accuracy"]
-    served = report.get("served", {})
-    lines = [f"# Test config for {model_name}, written by `ascend-overlay smoke` on {report['created']}.",
-             f"# Gate: {report['verdict']['text']}"]
+    config = test_config(report, model_name)
+    head = [f"# Test config for {model_name}, written by `ascend-overlay smoke` on {report['created']}.",
+            f"# Gate: {report['verdict']['text']}"]
     if accuracy["pending"]:
-        lines.append("# Accuracy values are PENDING (null): run lm-eval as the tutorial's Accuracy Evaluation says, "
-                     "then rerun smoke with --accuracy RESULTS.json.")
+        head.append("# Accuracy not measured: each metric below has no value yet. Run lm-eval as the tutorial's "
+                    "Accuracy Evaluation says, then rerun smoke with --accuracy RESULTS.json.")
     else:
-        lines.append(f"# Accuracy values from lm-eval results: {accuracy['source']}")
-    lines += [f"model_name: {_q(model_name)}", f"hardware: {_q(report['environment']['hardware'])}", "tasks:"]
-    for task in accuracy["tasks"]:
-        lines += [f"- name: {_q(task['name'])}", "  metrics:"]
-        for metric in task["metrics"]:
-            lines.append(f"  - name: {_q(metric['name'])}")
-            lines.append("    value: null  # PENDING: not measured" if metric["value"] is None else
-                         f"    value: {metric['value']!r}")
-    shots = accuracy.get("num_fewshot")
-    lines.append(f"num_fewshot: {_q(shots)}" + ("  # differs per task: see tasks" if shots is None else ""))
-    for key in ("max_model_len", "tensor_parallel_size", "gpu_memory_utilization", "enforce_eager"):
-        if served.get(key) is not None:
-            lines.append(f"{key}: {_q(served[key])}")
-    return "\n".join(lines) + "\n"
+        head.append(f"# Accuracy values from lm-eval results: {accuracy['source']}")
+    if accuracy.get("num_fewshot") is None:
+        head.append("# num_fewshot differs per task (see the lm-eval results): not set here")
+    body = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    lines = []
+    pending = {(t["name"], m["name"]) for t in accuracy["tasks"] for m in t["metrics"] if m["value"] is None}
+    task = None
+    for line in body.splitlines():
+        lines.append(line)
+        if line.startswith("- name: "):
+            task = yaml.safe_load(line[2:])["name"]
+        elif line.startswith("  - name: ") and (task, yaml.safe_load(line[4:])["name"]) in pending:
+            lines.append("    " + PENDING_VALUE)
+    return "\n".join(head + lines) + "\n"
 
 
 def _curl(port_host: str, path: str, body: dict[str, Any]) -> str:
@@ -73,7 +113,9 @@ def tutorial_markdown(report: dict[str, Any], model_name: str, image_file: str |
            + (", except the accuracy values marked PENDING." if accuracy["pending"] else
               "; the accuracy values come from lm-eval's results file."),
            "", "## Supported Features", "",
-           f"Status from {stage_word}; evidence is the log line or response each status rests on.", ""]
+           f"The model's row of the supported-models page, from {stage_word}:", ""]
+    out += supported_models_markdown(report, model_name)
+    out += ["", "Each status and the evidence it rests on (a log line or a response):", ""]
     out += feature_table(report["feature_matrix"])
     install = (f"pip install '{env['vllm_dist']}=={env['vllm']}'" if env.get("vllm_dist") and env.get("vllm")
                else "pip install vllm")
@@ -94,8 +136,8 @@ def tutorial_markdown(report: dict[str, Any], model_name: str, image_file: str |
             "```bash", serve, "```", "",
             f"Startup took {shown.get('ready_s')} s to the first `GET /v1/models` 200 in the verified run.", "",
             "## Functional Verification", ""]
-    chat = next((c for c in shown.get("checks", []) if c["name"] == "chat" and c["status"] == "pass"), None)
-    text = next((c for c in shown.get("checks", []) if c["name"] == "text" and c["status"] == "pass"), None)
+    chat = next((c for c in shown.get("checks", []) if c["name"] == "chat" and _passed(c)), None)
+    text = next((c for c in shown.get("checks", []) if c["name"] == "text" and _passed(c)), None)
     model_id = next((c["data"].get("id") for c in shown.get("checks", []) if c["name"] == "models"), model["spec"])
     base = "http://127.0.0.1:8000"
     out += ["```bash", f"curl -s {base}/v1/models", "```", ""]
@@ -117,7 +159,7 @@ def tutorial_markdown(report: dict[str, Any], model_name: str, image_file: str |
         out += ["A text+image request, with the test image next to this page "
                 f"(`{image_file}`, a red square):", "", "```bash", f"IMAGE_B64=$(base64 -w0 {image_file})", curl,
                 "```", ""]
-        if image and image["status"] == "pass":
+        if image and _passed(image):
             out += [f"Measured reply: `{cell(repr(image['data']['output']))}`.", ""]
     tasks = ",".join(t["name"] for t in accuracy["tasks"])
     lm_model = "local-chat-completions" if model["vision_language"] else "local-completions"
@@ -152,6 +194,10 @@ def tutorial_markdown(report: dict[str, Any], model_name: str, image_file: str |
     return "\n".join(out)
 
 
+def _passed(check: dict[str, Any]) -> bool:
+    return CheckStatus(check["status"]) is CheckStatus.PASS
+
+
 def performance_rows(stage: dict[str, Any]) -> list[tuple[str, str, str]]:
     lines = stage.get("fact_lines", {})
     facts = stage.get("facts", {})
@@ -164,28 +210,27 @@ def performance_rows(stage: dict[str, Any]) -> list[tuple[str, str, str]]:
     if facts.get("kv_cache_tokens"):
         rows.append(("KV cache capacity", f"{facts['kv_cache_tokens']} tokens", lines["kv_cache_tokens"]))
     stream = checks.get("stream")
-    if stream and stream["status"] == "pass":
+    if stream and _passed(stream):
         rows.append(("time to first token (1 request)", f"{stream['data']['ttft_s'] * 1000:.0f} ms", stream["evidence"]))
         rows.append(("decode speed (1 request)", f"{stream['data']['decode_tokens_per_s']} tokens/s", stream["evidence"]))
     conc = checks.get("concurrency")
-    if conc and conc["status"] == "pass":
+    if conc and _passed(conc):
         rows.append((f"{conc['data']['requests']} requests at once", f"{conc['seconds']:.2f} s", conc["evidence"]))
     return rows
 
 
 def write(report: dict[str, Any], directory: Path, model_name: str) -> dict[str, str]:
-    """Write the YAML and the tutorial (and the test image, for a VLM); return their paths."""
+    """Write the YAML, the supported-models row and the tutorial (and the test image, for a VLM);
+    return their paths. Each file is replaced whole (``core.files``)."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = Path(model_name.rstrip("/")).name or "model"
     written = {}
     image_file = None
     if report["model"]["vision_language"]:
-        image_path = directory / "red_square.png"
-        image_path.write_bytes(red_square_png())
+        image_path = write_atomic(directory / "red_square.png", red_square_png())
         image_file, written["test_image"] = image_path.name, str(image_path)
-    config = directory / f"{stem}.yaml"
-    config.write_text(test_config_yaml(report, model_name))
-    tutorial = directory / f"{stem}.md"
-    tutorial.write_text(tutorial_markdown(report, model_name, image_file))
-    written["test_config"], written["tutorial"] = str(config), str(tutorial)
+    written["test_config"] = str(write_atomic(directory / f"{stem}.yaml", test_config_yaml(report, model_name)))
+    row = "\n".join(supported_models_markdown(report, model_name)) + "\n"
+    written["supported_models_row"] = str(write_atomic(directory / f"{stem}.supported_models.md", row))
+    written["tutorial"] = str(write_atomic(directory / f"{stem}.md", tutorial_markdown(report, model_name, image_file)))
     return written

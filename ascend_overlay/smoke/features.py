@@ -13,13 +13,21 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ascend_overlay.core.vocabulary import Word
 from ascend_overlay.smoke.model_info import ModelInfo
-from ascend_overlay.smoke.probes import FAIL, NOT_APPLICABLE, PASS, TITLES
+from ascend_overlay.smoke.probes import TITLES, CheckStatus
 from ascend_overlay.smoke.serve_flags import Asked
 from ascend_overlay.smoke.stage import StageResult, StageStatus
 
-SUPPORTED, UNSUPPORTED, CHECKPOINT_MISSING, NOT_APPLIES, UNTESTED = (
-    "supported", "unsupported", "checkpoint-missing", "not-applicable", "untested")
+
+class FeatureStatus(Word):
+    """What the run says of one feature."""
+
+    SUPPORTED = "supported"
+    UNSUPPORTED = "unsupported"
+    CHECKPOINT_MISSING = "checkpoint-missing"   # the real-weights stage had no weights to load
+    NOT_APPLICABLE = "not-applicable"           # e.g. expert parallel for a dense model
+    UNTESTED = "untested"                       # this run did not exercise it; the row says how to
 
 
 @dataclass
@@ -27,7 +35,7 @@ class Feature:
     key: str
     feature: str
     setting: str
-    status: str
+    status: FeatureStatus
     evidence: str
     stage: str = ""
 
@@ -39,15 +47,16 @@ def _ran(stage: StageResult | None) -> bool:
     return stage is not None and stage.status.ran
 
 
-def _by_outcome(stage: StageResult) -> str:
-    return SUPPORTED if stage.passed else UNSUPPORTED
+def _by_outcome(stage: StageResult) -> FeatureStatus:
+    return FeatureStatus.SUPPORTED if stage.passed else FeatureStatus.UNSUPPORTED
 
 
 def _check_feature(key: str, name: str, stage: StageResult) -> Feature:
     check = stage.check(key)
     if check is None:
-        return Feature(key, name, "", UNTESTED, f"not reached: {stage.reason or stage.status}", stage.name)
-    status = {PASS: SUPPORTED, FAIL: UNSUPPORTED, NOT_APPLICABLE: NOT_APPLIES}.get(check.status, UNTESTED)
+        return Feature(key, name, "", FeatureStatus.UNTESTED, f"not reached: {stage.reason or stage.status}", stage.name)
+    status = {CheckStatus.PASS: FeatureStatus.SUPPORTED, CheckStatus.FAIL: FeatureStatus.UNSUPPORTED,
+              CheckStatus.NOT_APPLICABLE: FeatureStatus.NOT_APPLICABLE}.get(check.status, FeatureStatus.UNTESTED)
     return Feature(key, name, TITLES[key], status, check.evidence or check.detail, stage.name)
 
 
@@ -55,17 +64,17 @@ def _modes(stage: StageResult) -> list[Feature]:
     eager = stage.facts.get("enforce_eager")
     if eager is None:
         why = f"the stage ended before the engine reported its mode ({stage.reason})"
-        return [Feature("graph_mode", "graph mode", "", UNTESTED, why, stage.name),
-                Feature("eager_mode", "eager mode", "", UNTESTED, why, stage.name)]
+        return [Feature("graph_mode", "graph mode", "", FeatureStatus.UNTESTED, why, stage.name),
+                Feature("eager_mode", "eager mode", "", FeatureStatus.UNTESTED, why, stage.name)]
     compiled = (f"compilation {stage.facts.get('compilation_mode', '?')}, "
                 f"graph capture {stage.facts.get('cudagraph_mode', '?')}")
     ran_eager = eager == "True"
     outcome = _by_outcome(stage)
     line = stage.fact_lines.get("enforce_eager", "")
-    if outcome == UNSUPPORTED:
+    if outcome is FeatureStatus.UNSUPPORTED:
         line += f" | the stage failed in this mode: {stage.reason}"
     if ran_eager:
-        return [Feature("graph_mode", "graph mode", "", UNTESTED,
+        return [Feature("graph_mode", "graph mode", "", FeatureStatus.UNTESTED,
                         "this run was eager (--enforce-eager); run without it (--no-enforce-eager) to test graph mode",
                         stage.name),
                 Feature("eager_mode", "eager mode", "--enforce-eager", outcome,
@@ -73,7 +82,7 @@ def _modes(stage: StageResult) -> list[Feature]:
     evidence = " | ".join(x for x in (stage.fact_lines.get("compilation_mode"), stage.fact_lines.get("compile_warmup"),
                                       stage.fact_lines.get("graph_capture")) if x)
     return [Feature("graph_mode", "graph mode", compiled, outcome, evidence or line, stage.name),
-            Feature("eager_mode", "eager mode", "", UNTESTED,
+            Feature("eager_mode", "eager mode", "", FeatureStatus.UNTESTED,
                     "this run used graph mode; add --enforce-eager to test eager mode (and to isolate a graph-mode failure)",
                     stage.name)]
 
@@ -81,17 +90,17 @@ def _modes(stage: StageResult) -> list[Feature]:
 def _parallel(stage: StageResult, model: ModelInfo, asked: Asked) -> list[Feature]:
     tp = stage.facts.get("tensor_parallel_size")
     rows = [Feature("tensor_parallel", "tensor parallel", f"tp={tp or asked.tensor_parallel_size}",
-                    _by_outcome(stage) if tp else UNTESTED,
+                    _by_outcome(stage) if tp else FeatureStatus.UNTESTED,
                     stage.fact_lines.get("tensor_parallel_size") or f"not reached: {stage.reason}", stage.name)]
     if not model.is_moe:
-        rows.append(Feature("expert_parallel", "expert parallel", "", NOT_APPLIES,
+        rows.append(Feature("expert_parallel", "expert parallel", "", FeatureStatus.NOT_APPLICABLE,
                             "not a mixture-of-experts model (no expert count in config.json)", stage.name))
     elif not asked.expert_parallel:
-        rows.append(Feature("expert_parallel", "expert parallel", "", UNTESTED,
+        rows.append(Feature("expert_parallel", "expert parallel", "", FeatureStatus.UNTESTED,
                             f"MoE ({model.moe}); pass --enable-expert-parallel to test it", stage.name))
     else:
         ranks = stage.fact_lines.get("parallel_ranks", "")
-        status = _by_outcome(stage) if re.search(r"EP rank \d", ranks) else UNSUPPORTED
+        status = _by_outcome(stage) if re.search(r"EP rank \d", ranks) else FeatureStatus.UNSUPPORTED
         rows.append(Feature("expert_parallel", "expert parallel", "--enable-expert-parallel", status,
                             ranks or f"no EP rank in the log ({stage.reason or 'expert parallel not active'})",
                             stage.name))
@@ -105,7 +114,7 @@ def _capacity(stage: StageResult, asked: Asked) -> list[Feature]:
     asked_len = asked.max_model_len
     setting = f"asked {asked_len}" if asked_len else "not asked (model default)"
     if served is None:
-        len_row = Feature("max_model_len", "max-model-len", setting, UNTESTED, f"not reached: {stage.reason}",
+        len_row = Feature("max_model_len", "max-model-len", setting, FeatureStatus.UNTESTED, f"not reached: {stage.reason}",
                           stage.name)
     else:
         evidence = f"GET /v1/models: max_model_len={served}"
@@ -114,20 +123,20 @@ def _capacity(stage: StageResult, asked: Asked) -> list[Feature]:
         if context is not None:
             evidence += f" | {context.evidence or context.detail}"
         if asked_len is not None and served != asked_len:
-            status = UNSUPPORTED
+            status = FeatureStatus.UNSUPPORTED
             evidence = f"asked {asked_len}, served {served} | " + evidence
-        elif context is not None and context.status == FAIL:
-            status = UNSUPPORTED
+        elif context is not None and context.status is CheckStatus.FAIL:
+            status = FeatureStatus.UNSUPPORTED
         else:  # served as asked; the whole-window probe passed or was not run (--no-capacity)
-            status = SUPPORTED
+            status = FeatureStatus.SUPPORTED
         len_row = Feature("max_model_len", "max-model-len", f"{setting}, served {served}", status, evidence, stage.name)
     seqs = asked.max_num_seqs
     concurrency = stage.check("concurrency")
     if not seqs:
-        seq_row = Feature("max_num_seqs", "max-num-seqs", "not asked (vLLM default)", UNTESTED,
+        seq_row = Feature("max_num_seqs", "max-num-seqs", "not asked (vLLM default)", FeatureStatus.UNTESTED,
                           "pass --max-num-seqs N to check that N requests at once are served", stage.name)
-    elif concurrency is None or concurrency.status not in (PASS, FAIL):
-        seq_row = Feature("max_num_seqs", "max-num-seqs", f"asked {seqs}", UNTESTED,
+    elif concurrency is None or concurrency.status not in (CheckStatus.PASS, CheckStatus.FAIL):
+        seq_row = Feature("max_num_seqs", "max-num-seqs", f"asked {seqs}", FeatureStatus.UNTESTED,
                           concurrency.detail if concurrency else f"not reached: {stage.reason}", stage.name)
     else:
         kv = stage.facts.get("kv_concurrency", "")
@@ -136,9 +145,9 @@ def _capacity(stage: StageResult, asked: Asked) -> list[Feature]:
         evidence = concurrency.evidence or concurrency.detail
         if stage.fact_lines.get("kv_concurrency"):
             evidence += f" | {stage.fact_lines['kv_concurrency']}"
-        status = SUPPORTED if concurrency.status == PASS else UNSUPPORTED
-        if status == SUPPORTED and fits is not None and fits < seqs:
-            status = UNSUPPORTED
+        status = FeatureStatus.SUPPORTED if concurrency.status is CheckStatus.PASS else FeatureStatus.UNSUPPORTED
+        if status is FeatureStatus.SUPPORTED and fits is not None and fits < seqs:
+            status = FeatureStatus.UNSUPPORTED
             evidence = (f"the KV cache holds {fits:g} full-length sequences, fewer than {seqs} | " + evidence)
         seq_row = Feature("max_num_seqs", "max-num-seqs", f"asked {seqs}", status, evidence, stage.name)
     return [len_row, seq_row]
@@ -146,7 +155,7 @@ def _capacity(stage: StageResult, asked: Asked) -> list[Feature]:
 
 def _overlay(stage: StageResult) -> list[Feature]:
     if not stage.overlay:
-        return [Feature("overlay", "overlay patches", "", UNTESTED if not stage.ready_s else UNSUPPORTED,
+        return [Feature("overlay", "overlay patches", "", FeatureStatus.UNTESTED if not stage.ready_s else FeatureStatus.UNSUPPORTED,
                         "no overlay report was written (was the overlay active?)", stage.name)]
     rows = []
     for proc in stage.overlay:
@@ -158,21 +167,21 @@ def _overlay(stage: StageResult) -> list[Feature]:
         if bad:
             evidence = "; ".join(bad) + " | " + evidence
         rows.append(Feature(f"overlay_{proc['role']}", f"overlay patches ({proc['role']})", setting,
-                            UNSUPPORTED if bad else SUPPORTED, evidence, stage.name))
+                            FeatureStatus.UNSUPPORTED if bad else FeatureStatus.SUPPORTED, evidence, stage.name))
     return rows
 
 
 def _checkpoint(real: StageResult | None) -> Feature:
     if real is None:
-        return Feature("real_weights", "real checkpoint load", "", UNTESTED, "stage B not requested (--stage dummy)")
+        return Feature("real_weights", "real checkpoint load", "", FeatureStatus.UNTESTED, "stage B not requested (--stage dummy)")
     if real.status is StageStatus.CHECKPOINT_MISSING:
-        return Feature("real_weights", "real checkpoint load", "", CHECKPOINT_MISSING, real.reason, "real")
+        return Feature("real_weights", "real checkpoint load", "", FeatureStatus.CHECKPOINT_MISSING, real.reason, "real")
     if not _ran(real):
-        return Feature("real_weights", "real checkpoint load", "", UNTESTED, real.reason or "stage B not run", "real")
+        return Feature("real_weights", "real checkpoint load", "", FeatureStatus.UNTESTED, real.reason or "stage B not run", "real")
     line = real.fact_lines.get("weights_load") or real.fact_lines.get("model_load") or real.fact_lines.get("load_format")
     loaded = real.ready_s is not None
     return Feature("real_weights", "real checkpoint load", f"load_format={real.facts.get('load_format', '?')}",
-                   SUPPORTED if loaded else UNSUPPORTED, line or real.reason, "real")
+                   FeatureStatus.SUPPORTED if loaded else FeatureStatus.UNSUPPORTED, line or real.reason, "real")
 
 
 def feature_matrix(model: ModelInfo, dummy: StageResult | None, real: StageResult | None) -> list[Feature]:
@@ -180,15 +189,15 @@ def feature_matrix(model: ModelInfo, dummy: StageResult | None, real: StageResul
     rows: list[Feature] = []
     if source is None or not _ran(source):
         why = (source.reason if source else "") or "no stage ran"
-        return [Feature("all", "all features", "", UNTESTED, why), _checkpoint(real)]
+        return [Feature("all", "all features", "", FeatureStatus.UNTESTED, why), _checkpoint(real)]
     asked = Asked.from_flags(source.flags)
     for key, name in (("text", "text generation"), ("chat", "chat completions"), ("image", "image input (VLM)"),
                       ("stream", "streaming")):
         if key == "image" and not model.is_vlm:
-            rows.append(Feature(key, name, "", NOT_APPLIES, "text-only model (no vision config in config.json)",
+            rows.append(Feature(key, name, "", FeatureStatus.NOT_APPLICABLE, "text-only model (no vision config in config.json)",
                                 source.name))
         elif key == "chat" and not model.chat_template:
-            rows.append(Feature(key, name, "", NOT_APPLIES, "the checkpoint has no chat template", source.name))
+            rows.append(Feature(key, name, "", FeatureStatus.NOT_APPLICABLE, "the checkpoint has no chat template", source.name))
         else:
             rows.append(_check_feature(key, name, source))
     rows += _modes(source) + _parallel(source, model, asked) + _capacity(source, asked) + _overlay(source)
@@ -200,24 +209,24 @@ def validation_matrix(dummy: StageResult | None, real: StageResult | None) -> li
     """Rows: what each stage proved (ready, each request, clean stop); columns: stage A, stage B."""
     def cell(stage: StageResult | None, row: str) -> dict[str, Any]:
         if stage is None:
-            return {"status": "not requested", "detail": ""}
+            return {"status": CheckStatus.NOT_REQUESTED, "detail": ""}
         if not _ran(stage):
             return {"status": stage.status, "detail": stage.reason}
         if row == "ready":
             if stage.ready_s is not None:
-                return {"status": PASS, "detail": f"ready after {stage.ready_s:.1f} s"}
-            return {"status": FAIL, "detail": stage.reason}
+                return {"status": CheckStatus.PASS, "detail": f"ready after {stage.ready_s:.1f} s"}
+            return {"status": CheckStatus.FAIL, "detail": stage.reason}
         if row == "weights":
             line = stage.fact_lines.get("weights_load") or stage.fact_lines.get("load_format", "")
-            return {"status": PASS if stage.ready_s is not None else FAIL,
+            return {"status": CheckStatus.PASS if stage.ready_s is not None else CheckStatus.FAIL,
                     "detail": f"load_format={stage.facts.get('load_format', '?')}" + (f" | {line}" if line else "")}
         if row == "shutdown":
             if stage.orphans:
-                return {"status": FAIL, "detail": f"orphans killed: {stage.orphans}"}
-            return {"status": PASS, "detail": f"exit code {stage.exit_code}, no orphan processes"}
+                return {"status": CheckStatus.FAIL, "detail": f"orphans killed: {stage.orphans}"}
+            return {"status": CheckStatus.PASS, "detail": f"exit code {stage.exit_code}, no orphan processes"}
         check = stage.check(row)
         if check is None:
-            return {"status": "skipped", "detail": "not reached"}
+            return {"status": CheckStatus.SKIPPED, "detail": "not reached"}
         seconds = f" ({check.seconds:.2f} s)" if check.seconds is not None else ""
         return {"status": check.status, "detail": (check.evidence or check.detail) + seconds}
 

@@ -16,9 +16,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ascend_overlay.core.vocabulary import Word
 from ascend_overlay.smoke.image import QUESTION, data_url, red_square_png
 
-PASS, FAIL, NOT_APPLICABLE, SKIPPED = "pass", "fail", "n/a", "skipped"
+
+class CheckStatus(Word):
+    """How one request of the gate ended (and a cell of the validation matrix)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    NOT_APPLICABLE = "n/a"               # does not apply to this model (no chat template, text-only)
+    SKIPPED = "skipped"                  # not sent (--no-capacity, the server exited, nothing to ask)
+    NOT_REQUESTED = "not requested"      # validation matrix: the stage was not asked for
+
 TEXT_PROMPT = "The capital of France is"
 CHAT_PROMPT = "What is the capital of France? Answer in one word."
 
@@ -27,7 +37,7 @@ CHAT_PROMPT = "What is the capital of France? Answer in one word."
 class Check:
     name: str
     title: str
-    status: str
+    status: CheckStatus
     detail: str = ""
     evidence: str = ""
     seconds: float | None = None
@@ -35,7 +45,7 @@ class Check:
 
     @property
     def ok(self) -> bool:
-        return self.status in (PASS, NOT_APPLICABLE)
+        return self.status in (CheckStatus.PASS, CheckStatus.NOT_APPLICABLE)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,11 +63,11 @@ TITLES = {
 
 
 def not_applicable(name: str, why: str) -> Check:
-    return Check(name, TITLES[name], NOT_APPLICABLE, why)
+    return Check(name, TITLES[name], CheckStatus.NOT_APPLICABLE, why)
 
 
 def skipped(name: str, why: str) -> Check:
-    return Check(name, TITLES[name], SKIPPED, why)
+    return Check(name, TITLES[name], CheckStatus.SKIPPED, why)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -100,14 +110,14 @@ class Prober:
             raw = self.client.models.with_raw_response.list()
             page = raw.parse()
         except Exception as exc:
-            return Check("models", TITLES["models"], FAIL, describe_error(exc), seconds=time.monotonic() - started)
+            return Check("models", TITLES["models"], CheckStatus.FAIL, describe_error(exc), seconds=time.monotonic() - started)
         if raw.status_code != 200 or not page.data:
-            return Check("models", TITLES["models"], FAIL, f"HTTP {raw.status_code}, {len(page.data)} models",
+            return Check("models", TITLES["models"], CheckStatus.FAIL, f"HTTP {raw.status_code}, {len(page.data)} models",
                          seconds=time.monotonic() - started)
         model = page.data[0]
         self.model_id = model.id
         max_len = getattr(model, "max_model_len", None)
-        return Check("models", TITLES["models"], PASS, f"serves {model.id}",
+        return Check("models", TITLES["models"], CheckStatus.PASS, f"serves {model.id}",
                      f"HTTP 200: id={model.id} max_model_len={max_len}", time.monotonic() - started,
                      {"id": model.id, "max_model_len": max_len})
 
@@ -119,7 +129,7 @@ class Prober:
                 extra_body=self._extra())
             reply = raw.parse()
         except Exception as exc:
-            return Check("text", TITLES["text"], FAIL, describe_error(exc), seconds=time.monotonic() - started)
+            return Check("text", TITLES["text"], CheckStatus.FAIL, describe_error(exc), seconds=time.monotonic() - started)
         output = reply.choices[0].text if reply.choices else ""
         return self._judge("text", raw.status_code, output, reply.usage, started,
                            {"prompt": TEXT_PROMPT, "max_tokens": max_tokens, "temperature": 0, **self._extra()},
@@ -140,7 +150,7 @@ class Prober:
                 extra_body=self._extra())
             reply = raw.parse()
         except Exception as exc:
-            return Check(name, TITLES[name], FAIL, describe_error(exc), seconds=time.monotonic() - started)
+            return Check(name, TITLES[name], CheckStatus.FAIL, describe_error(exc), seconds=time.monotonic() - started)
         output = (reply.choices[0].message.content or "") if reply.choices else ""
         request = {"messages": _redact_images(messages), "max_tokens": max_tokens, "temperature": 0,
                    **self._extra()}
@@ -154,10 +164,10 @@ class Prober:
                 "prompt_tokens": getattr(usage, "prompt_tokens", None), "system_fingerprint": fingerprint}
         evidence = f"HTTP {status}: {tokens} tokens, output {_clip(output)!r}"
         if status != 200:
-            return Check(name, TITLES[name], FAIL, f"HTTP {status}", evidence, seconds, data)
+            return Check(name, TITLES[name], CheckStatus.FAIL, f"HTTP {status}", evidence, seconds, data)
         if not output:
-            return Check(name, TITLES[name], FAIL, "HTTP 200 but the output is empty", evidence, seconds, data)
-        return Check(name, TITLES[name], PASS, "HTTP 200, non-empty output", evidence, seconds, data)
+            return Check(name, TITLES[name], CheckStatus.FAIL, "HTTP 200 but the output is empty", evidence, seconds, data)
+        return Check(name, TITLES[name], CheckStatus.PASS, "HTTP 200, non-empty output", evidence, seconds, data)
 
     def stream(self, max_tokens: int = 32) -> Check:
         """One streamed request of a fixed length: time to first token and decode speed."""
@@ -177,17 +187,17 @@ class Prober:
                 if event.usage is not None:
                     usage = event.usage
         except Exception as exc:
-            return Check("stream", TITLES["stream"], FAIL, describe_error(exc), seconds=time.monotonic() - started)
+            return Check("stream", TITLES["stream"], CheckStatus.FAIL, describe_error(exc), seconds=time.monotonic() - started)
         total = time.monotonic() - started
         tokens = getattr(usage, "completion_tokens", 0) or 0
         if first is None or tokens == 0:
-            return Check("stream", TITLES["stream"], FAIL, "the stream carried no tokens", seconds=total)
+            return Check("stream", TITLES["stream"], CheckStatus.FAIL, "the stream carried no tokens", seconds=total)
         decode = (tokens - 1) / (total - first) if tokens > 1 and total > first else None
         data = {"ttft_s": round(first, 4), "total_s": round(total, 4), "completion_tokens": tokens,
                 "decode_tokens_per_s": round(decode, 1) if decode else None}
         evidence = (f"{tokens} tokens streamed; first after {first * 1000:.0f} ms; "
                     f"decode {data['decode_tokens_per_s']} tokens/s")
-        return Check("stream", TITLES["stream"], PASS, "tokens arrived as a stream", evidence, total, data)
+        return Check("stream", TITLES["stream"], CheckStatus.PASS, "tokens arrived as a stream", evidence, total, data)
 
     def _token_ids(self, count: int) -> list[int]:
         """``count`` prompt token ids of real text, from the server's own tokenizer (``POST /tokenize``)."""
@@ -209,12 +219,12 @@ class Prober:
             reply = self.client.completions.create(model=self.model_id, prompt=ids[:fill], max_tokens=max_tokens,
                                                    temperature=0, extra_body={"ignore_eos": True})
         except Exception as exc:
-            return Check("context", TITLES["context"], FAIL, f"a {fill}-token prompt failed: {describe_error(exc)}",
+            return Check("context", TITLES["context"], CheckStatus.FAIL, f"a {fill}-token prompt failed: {describe_error(exc)}",
                          seconds=time.monotonic() - started)
         used = (reply.usage.prompt_tokens, reply.usage.completion_tokens)
         data = {"max_model_len": max_model_len, "prompt_tokens": used[0], "completion_tokens": used[1]}
         if used != (fill, max_tokens):
-            return Check("context", TITLES["context"], FAIL,
+            return Check("context", TITLES["context"], CheckStatus.FAIL,
                          f"asked {fill}+{max_tokens} tokens, got {used[0]}+{used[1]}", seconds=time.monotonic() - started,
                          data=data)
         try:
@@ -227,9 +237,9 @@ class Prober:
         evidence = (f"{fill} prompt + {max_tokens} generated tokens answered; a {max_model_len + 1}-token prompt: "
                     f"{_clip(over, 160)}")
         if not over.startswith("HTTP 400"):
-            return Check("context", TITLES["context"], FAIL, "a request longer than max-model-len was not refused",
+            return Check("context", TITLES["context"], CheckStatus.FAIL, "a request longer than max-model-len was not refused",
                          evidence, seconds, data)
-        return Check("context", TITLES["context"], PASS, f"{max_model_len} tokens usable, {max_model_len + 1} refused",
+        return Check("context", TITLES["context"], CheckStatus.PASS, f"{max_model_len} tokens usable, {max_model_len + 1} refused",
                      evidence, seconds, data)
 
     def concurrency(self, count: int, max_tokens: int = 4) -> Check:
@@ -249,9 +259,9 @@ class Prober:
         seconds = time.monotonic() - started
         evidence = f"{count - len(errors)}/{count} concurrent requests answered in {seconds:.2f} s"
         if errors:
-            return Check("concurrency", TITLES["concurrency"], FAIL, errors[0], evidence, seconds,
+            return Check("concurrency", TITLES["concurrency"], CheckStatus.FAIL, errors[0], evidence, seconds,
                          {"requests": count, "failed": len(errors)})
-        return Check("concurrency", TITLES["concurrency"], PASS, f"{count} at once", evidence, seconds,
+        return Check("concurrency", TITLES["concurrency"], CheckStatus.PASS, f"{count} at once", evidence, seconds,
                      {"requests": count, "failed": 0})
 
 

@@ -3,6 +3,11 @@
 A model's startup takes minutes on an NPU (and one on 2 CPU cores); a gate that prints nothing that
 long looks hung. Every line says the stage, the time since the run began, and what it waits for;
 while waiting for the server it also shows vLLM's newest log line, so a stuck step is visible.
+
+Plain lines rather than a ``rich`` progress display, on purpose: these lines are the run's record
+(CI keeps them, a reviewer reads them next to smoke.md), and a CI job that prints nothing for
+fifteen minutes of model loading is killed as hung, where a live display that is quiet when piped
+would print nothing. The commands' progress bars (``cli/term.py``) are rich, and quiet when piped.
 """
 
 from __future__ import annotations

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-STATUS_MARK = {"pass": "pass", "fail": "**FAIL**", "n/a": "n/a", "skipped": "skipped", "supported": "supported",
-               "unsupported": "**unsupported**", "checkpoint-missing": "**checkpoint-missing**",
-               "not-applicable": "not-applicable", "untested": "untested"}
+from ascend_overlay.smoke.features import FeatureStatus
+from ascend_overlay.smoke.probes import CheckStatus
+from ascend_overlay.smoke.stage import StageStatus
+from ascend_overlay.smoke.supported_models import supported_models_markdown
+
+# What a reviewer must not miss is set in bold; every other status reads as its value.
+EMPHASIS = {CheckStatus.FAIL: "**FAIL**", FeatureStatus.UNSUPPORTED: "**unsupported**",
+            FeatureStatus.CHECKPOINT_MISSING: "**checkpoint-missing**"}
 KEY_LINES = ("engine_config", "max_model_len_used", "kv_concurrency", "weights_load", "model_load", "init_engine",
              "eager_forced", "compile_warmup", "graph_capture", "parallel_ranks", "server_started")
 
@@ -20,7 +25,14 @@ def cell(text: Any) -> str:
 
 
 def mark(status: str) -> str:
-    return STATUS_MARK.get(status, status)
+    """A status as written in the report (a member in process, its value once read back from JSON)."""
+    for enum in (CheckStatus, FeatureStatus):
+        try:
+            member = enum(status)
+        except ValueError:
+            continue
+        return EMPHASIS.get(member, member.value)
+    return str(status)
 
 
 def validation_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -62,13 +74,14 @@ def smoke_markdown(report: dict[str, Any]) -> str:
     lines += validation_table(report["validation_matrix"])
     source = report.get("feature_source")
     lines += ["", "## Feature matrix", "",
-              f"Read from {'stage B (real weights)' if source == 'real' else 'stage A (dummy weights) only: not signed off'}.",
-              ""]
-    lines += feature_table(report["feature_matrix"])
+              f"Read from {'stage B (real weights)' if source == 'real' else 'stage A (dummy weights) only: not signed off'}: "
+              "the model's row of vllm-ascend's supported-models page, then each status with its evidence.", ""]
+    lines += supported_models_markdown(report, report.get("model_name") or report["model"]["spec"])
+    lines += [""] + feature_table(report["feature_matrix"])
     lines += ["", "## Commands", ""]
     for stage in report["stages"].values():
         lines += [f"{stage['label']} ({stage['status']}):", "", "```bash", stage["command"], "```", ""]
-    failures = [s for s in report["stages"].values() if s["status"] not in ("passed",)]
+    failures = [s for s in report["stages"].values() if StageStatus(s["status"]) is not StageStatus.PASSED]
     if failures:
         lines += ["## Failure reasons", ""]
         for stage in failures:

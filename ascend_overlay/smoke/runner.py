@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import ascend_overlay
+from ascend_overlay.core.files import write_atomic
 from ascend_overlay.smoke import accuracy as accuracy_mod
 from ascend_overlay.smoke import artifacts, features, render
 from ascend_overlay.smoke.model_info import ModelInfo, SmokeInputError, resolve_model
@@ -28,7 +29,7 @@ from ascend_overlay.smoke.serve_flags import (
     TINY_DEFAULTS,
     Asked,
     check_user_flags,
-    option_value,
+    parse,
     stage_flags,
 )
 from ascend_overlay.smoke.stage import LABELS, StageOptions, StageResult, StageStatus, launcher, run_stage
@@ -72,6 +73,8 @@ def default_flags(model: ModelInfo) -> list[str]:
 
 
 def hardware(stages: list[StageResult]) -> str:
+    """The hardware line of the artifacts: the device vLLM reported, or the CPU. The CPU's model name
+    comes from /proc/cpuinfo (Linux): psutil reports counts and frequencies, not the name."""
     device = next((s.facts["device"] for s in stages if s.facts.get("device")), None)
     machine = platform.machine()
     if device in (None, "cpu"):
@@ -90,8 +93,8 @@ def hardware(stages: list[StageResult]) -> str:
 def run(options: SmokeOptions, progress: Progress | None = None) -> tuple[int, dict[str, Any]]:
     """Run the gate; returns (exit code, the report written to smoke.json). SmokeInputError: bad input."""
     progress = progress or Progress()
-    # Cheap checks first: nothing starts until all of them pass.
-    check_user_flags(options.serve_flags)
+    # Cheap checks first, then the flags (vLLM's own parser, a few seconds to import): nothing starts
+    # until all of them pass.
     model = resolve_model(options.model) if options.model else None
     acc = accuracy_mod.load(options.accuracy, options.model_name or options.model) if options.accuracy else None
     requested = STAGES[options.stage]
@@ -100,6 +103,7 @@ def run(options: SmokeOptions, progress: Progress | None = None) -> tuple[int, d
     if model is not None and requested == ["real"] and not model.weights:
         raise SmokeInputError(f"--stage real: no weight files in {model.path} (checkpoint missing)")
     command = launcher()
+    check_user_flags(options.serve_flags)
     options.out_dir.mkdir(parents=True, exist_ok=True)
     if model is None:
         progress.say("setup", "the embedded tiny model (made locally once, no download)")
@@ -153,10 +157,16 @@ def build_report(model: ModelInfo, options: SmokeOptions, results: dict[str, Sta
     if shown is not None:
         models = shown.check("models")
         asked = Asked.from_flags(shown.flags)
+        vllm_args = parse(shown.flags)
         served = {"max_model_len": (models.data.get("max_model_len") if models else None) or asked.max_model_len,
                   "tensor_parallel_size": int(shown.facts.get("tensor_parallel_size") or asked.tensor_parallel_size),
-                  "gpu_memory_utilization": _float(option_value(shown.flags, "--gpu-memory-utilization")),
-                  "enforce_eager": {"True": True, "False": False}.get(shown.facts.get("enforce_eager", ""))}
+                  "dtype": str(vllm_args.dtype),   # as asked ("auto" stays auto); the log says what it became
+                  "dtype_served": shown.facts.get("dtype"),
+                  "gpu_memory_utilization": _float(vllm_args.gpu_memory_utilization),
+                  "trust_remote_code": bool(vllm_args.trust_remote_code),
+                  "enforce_eager": {"True": True, "False": False}.get(shown.facts.get("enforce_eager", "")),
+                  "enable_expert_parallel": bool(vllm_args.enable_expert_parallel),
+                  "quantization": vllm_args.quantization}
     return {
         "schema": "ascend-overlay-smoke/1",
         "created": created,
@@ -164,6 +174,7 @@ def build_report(model: ModelInfo, options: SmokeOptions, results: dict[str, Sta
         "verdict": {"passed": passed, "signed_off": passed and "real" in requested, "text": sentence},
         "requested_stages": requested,
         "model": model.summary(),
+        "model_name": options.model_name or model.spec,
         "environment": {
             "overlay": ascend_overlay.__version__, "python": platform.python_version(),
             "vllm": next((p["vllm"] for p in overlay if p.get("vllm")), None) or
@@ -181,10 +192,10 @@ def build_report(model: ModelInfo, options: SmokeOptions, results: dict[str, Sta
     }
 
 
-def _float(text: str | None) -> float | None:
+def _float(value: Any) -> float | None:
     try:
-        return float(text) if text is not None else None
-    except ValueError:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
         return None
 
 
@@ -195,17 +206,19 @@ def _vllm_dist() -> str | None:
 
 
 def write_outputs(report: dict[str, Any], out_dir: Path) -> None:
-    (out_dir / "smoke.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (out_dir / "smoke.md").write_text(render.smoke_markdown(report))
+    write_atomic(out_dir / "smoke.json", json.dumps(report, indent=2, default=str) + "\n")
+    write_atomic(out_dir / "smoke.md", render.smoke_markdown(report))
 
 
-def main_entry(options: SmokeOptions) -> int:
+def main_entry(options: SmokeOptions, print_json: bool = False) -> int:
     try:
-        code, _ = run(options)
+        code, report = run(options)
     except SmokeInputError as exc:
         print(f"ascend-overlay smoke: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # each stage stops its server on the way out (stage.run_stage's finally)
         print("ascend-overlay smoke: interrupted; the server was stopped, no report written", file=sys.stderr)
         return 130
+    if print_json:
+        print(json.dumps(report, indent=2, default=str))
     return code

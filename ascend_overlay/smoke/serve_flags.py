@@ -1,15 +1,27 @@
 """The ``vllm serve`` flags of each stage: defaults for where it runs, the user's flags on top.
 
-The user's flags pass through to vLLM unchanged; a default is dropped when the user gives the same
-option (in any spelling vLLM accepts: ``--max-model-len 1k``, ``--max_model_len=1k``,
-``--no-enforce-eager``). smoke owns only what makes it a gate: the loopback host and free port, and
+The flags are read by vLLM's own ``vllm serve`` parser (``FlexibleArgumentParser`` with the serve
+arguments: ``EngineArgs`` and the front end's), never re-parsed by hand: an option in any spelling
+vLLM accepts (``--max_model_len=1k``, ``-tp 2``, ``--no-enforce-eager``, ``-O3``) means what it means
+to vLLM, a value vLLM would reject (``--max-num-seqs 2K``) or an option it does not know is refused
+before anything starts, with vLLM's own words. The user's flags still pass through to vLLM as
+written; a default is dropped when the user sets the same option (the same destination in vLLM's
+parser). smoke owns only what makes it a gate: the loopback host and free port, and
 ``--load-format dummy`` in stage A, so those are refused up front with a message.
+
+Cost, measured on the project's 2-core machine: building vLLM's parser imports ``vllm`` and its
+engine arguments, 5 to 10 s once per smoke run (a stage then serves for a minute or more); the hand
+parser it replaces took under a millisecond but accepted values vLLM refuses and knew only the
+aliases it listed.
 """
 
 from __future__ import annotations
 
-import re
+import argparse
+import functools
+import importlib
 from dataclasses import dataclass
+from typing import Any
 
 from ascend_overlay.smoke.model_info import SmokeInputError
 
@@ -20,77 +32,129 @@ CPU_DEFAULTS = ["--gpu-memory-utilization", "0.3"]
 # takes ~50 s of a ~80 s start on 2 CPU cores; pass --no-enforce-eager to exercise graph mode).
 TINY_DEFAULTS = [*CPU_DEFAULTS, "--max-model-len", "256", "--max-num-seqs", "8", "--enforce-eager", "--seed", "0"]
 
-ALIASES = {"-tp": "--tensor-parallel-size", "-pp": "--pipeline-parallel-size", "-dp": "--data-parallel-size",
-           "-ep": "--enable-expert-parallel", "-q": "--quantization", "-cc": "--compilation-config",
-           "-O": "--compilation-config"}
-RESERVED = {"--host": "smoke serves on 127.0.0.1", "--port": "smoke picks a free port",
-            "--uds": "smoke talks to vLLM over TCP on 127.0.0.1"}
+# vLLM's parser destinations smoke owns, and why.
+RESERVED = {"host": "smoke serves on 127.0.0.1", "port": "smoke picks a free port",
+            "uds": "smoke talks to vLLM over TCP on 127.0.0.1"}
+# Where vLLM keeps the serve parser's arguments (it moved between releases).
+_PARSER_MODULES = ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.common.cli_args",
+                   "vllm.entrypoints.openai.cli_args")
+_UNSET = object()
 
 
-def option_key(token: str) -> str:
-    """The canonical option a flag token sets: ``--max_model_len=1k`` -> ``--max-model-len``."""
+@functools.cache
+def _parser() -> Any:
+    """``vllm serve``'s argument parser, whose errors raise SmokeInputError instead of exiting."""
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    class Parser(FlexibleArgumentParser):
+        def error(self, message: str) -> Any:
+            raise SmokeInputError(f"vLLM rejected the serve flags: {message}")
+
+        def exit(self, status: int = 0, message: str | None = None) -> Any:
+            raise SmokeInputError(f"vLLM's serve parser stopped: {message or 'exit ' + str(status)}")
+
+    for name in _PARSER_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        return module.make_arg_parser(Parser(prog="vllm serve"))
+    from vllm.engine.arg_utils import AsyncEngineArgs  # front-end options unknown: engine arguments only
+
+    return AsyncEngineArgs.add_cli_args(Parser(prog="vllm serve"))
+
+
+def _dests(parser: Any) -> list[str]:
+    return [a.dest for a in parser._actions if a.dest not in (argparse.SUPPRESS, "help")]
+
+
+def parse(flags: list[str]) -> argparse.Namespace:
+    """The namespace vLLM's serve parser makes of ``flags`` (defaults filled in)."""
+    parsed: argparse.Namespace = _parser().parse_args(list(flags))
+    return parsed
+
+
+def set_by(flags: list[str]) -> dict[str, Any]:
+    """The destinations ``flags`` set, and their values (as vLLM parsed them): argparse fills in a
+    default only where the namespace has no value yet, so a namespace of markers shows what was given."""
+    parser = _parser()
+    namespace = argparse.Namespace(**{dest: _UNSET for dest in _dests(parser)})
+    parsed = vars(parser.parse_args(list(flags), namespace=namespace))
+    # An optional positional (``model_tag``) is always "matched", by nothing: given only with a value.
+    for action in parser._actions:
+        if not action.option_strings and parsed.get(action.dest) == action.default:
+            parsed.pop(action.dest, None)
+    return {dest: value for dest, value in parsed.items() if value is not _UNSET}
+
+
+_MANY = -1   # an option that takes any number of values (nargs ?, *, +)
+
+
+def _action(table: dict[str, Any], token: str) -> Any:
     name = token.split("=", 1)[0]
-    for short, long in ALIASES.items():
-        if name == short or (short == "-O" and name.startswith("-O") and not name.startswith("--")):
-            return long
-    name = "--" + name.lstrip("-").replace("_", "-")
-    if name.startswith("--no-"):
-        name = "--" + name[len("--no-"):]
-    return name
+    if name in table:
+        return table[name]
+    return table.get("--" + name[2:].replace("_", "-")) if name.startswith("--") else None
 
 
-def _is_value(token: str) -> bool:
-    return not token.startswith("-") or bool(re.match(r"^-\d", token))
-
-
-def split_options(flags: list[str]) -> list[list[str]]:
-    """Group flags into options, each with its values: ``[["--max-model-len", "256"], ["--enforce-eager"]]``."""
+def _groups(flags: list[str]) -> list[list[str]]:
+    """Split flags into options with their values, by what each option takes in vLLM's parser
+    (``nargs``), so a value that looks like an option (``-1``) stays with its option."""
+    table = _parser()._option_string_actions
     groups: list[list[str]] = []
+    owed = 0
     for token in flags:
-        if groups and _is_value(token) and "=" not in groups[-1][0]:
+        action = None if owed > 0 else _action(table, token)
+        if action is None and groups and (owed > 0 or (owed == _MANY and not token.startswith("-"))):
             groups[-1].append(token)
+            owed = owed - 1 if owed > 0 else _MANY
+            continue
+        groups.append([token])
+        if action is None or "=" in token or action.nargs == 0:
+            owed = 0
+        elif action.nargs is None:
+            owed = 1
         else:
-            groups.append([token])
+            owed = action.nargs if isinstance(action.nargs, int) else _MANY
     return groups
 
 
-def option_value(flags: list[str], key: str) -> str | None:
-    """The value the last occurrence of ``key`` sets (vLLM's argparse: the last one wins)."""
-    value = None
-    for group in split_options(flags):
-        if option_key(group[0]) != key:
-            continue
-        if "=" in group[0]:
-            value = group[0].split("=", 1)[1]
-        elif len(group) > 1:
-            value = group[1]
-        else:
-            value = "false" if group[0].lstrip("-").replace("_", "-").startswith("no-") else "true"
-    return value
+def _dest_of(group: list[str]) -> str | None:
+    given = set_by(group)
+    return next(iter(given), None) if len(given) == 1 else None
 
 
 def merge(defaults: list[str], user: list[str]) -> list[str]:
-    """Defaults the user did not set, then the user's flags as given."""
-    taken = {option_key(group[0]) for group in split_options(user)}
-    kept = [token for group in split_options(defaults) if option_key(group[0]) not in taken for token in group]
+    """Defaults the user did not set (by vLLM's destination), then the user's flags as given."""
+    taken = set(set_by(user))
+    kept = [token for group in _groups(defaults) if _dest_of(group) not in taken for token in group]
     return kept + list(user)
 
 
-def without(flags: list[str], key: str) -> list[str]:
-    return [token for group in split_options(flags) if option_key(group[0]) != key for token in group]
+def without(flags: list[str], dest: str) -> list[str]:
+    """``flags`` less every option that sets ``dest``."""
+    return [token for group in _groups(flags) if _dest_of(group) != dest for token in group]
+
+
+def option_value(flags: list[str], option: str) -> Any:
+    """The value vLLM reads for ``option`` (e.g. ``--gpu-memory-utilization``) from ``flags``, its
+    default when they do not set it."""
+    action = _parser()._option_string_actions[option]
+    return getattr(parse(flags), action.dest)
 
 
 def check_user_flags(user: list[str]) -> None:
-    """Refuse, before anything starts, the flags that would make the run not the gate."""
-    for group in split_options(user):
-        key = option_key(group[0])
-        if key in RESERVED:
-            raise SmokeInputError(f"{group[0]}: {RESERVED[key]}; leave it out (the serve command in smoke.md "
-                                  "and the tutorial shows where to put it for deployment)")
-        if not group[0].startswith("-"):
-            raise SmokeInputError(f"unexpected argument {group[0]!r} among the vllm serve flags "
-                                  "(MODEL comes first, once)")
-    if (option_value(user, "--load-format") or "").lower() == "dummy":
+    """Refuse, before anything starts, the flags vLLM would reject and those that would make the run
+    not the gate."""
+    given = set_by(user)
+    for dest, why in RESERVED.items():
+        if dest in given:
+            raise SmokeInputError(f"--{dest}: {why}; leave it out (the serve command in smoke.md and the tutorial "
+                                  "shows where to put it for deployment)")
+    if given.get("model_tag") is not None:
+        raise SmokeInputError(f"unexpected argument {given['model_tag']!r} among the vllm serve flags "
+                              "(MODEL comes first, once)")
+    if str(given.get("load_format", "")).lower() == "dummy":
         raise SmokeInputError("--load-format dummy: smoke runs the dummy-weights stage itself (--stage dummy); "
                               "the flags you pass are the real-weights stage's")
 
@@ -103,27 +167,17 @@ class StageFlags:
 
 def stage_flags(defaults: list[str], user: list[str]) -> StageFlags:
     real = merge(defaults, user)
-    return StageFlags(dummy=[*without(real, "--load-format"), "--load-format", "dummy"], real=real)
+    return StageFlags(dummy=[*without(real, "load_format"), "--load-format", "dummy"], real=real)
 
 
-def parse_int(text: str | None) -> int | None:
-    """vLLM's human-readable integers (``1k`` = 1000, ``1K`` = 1024, ``-1``/``auto``: None = auto)."""
-    if text is None:
-        return None
-    text = text.strip()
-    if text in ("-1", "auto"):
-        return None
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmMgG]?)", text)
-    if not match:
-        return None
-    number, unit = match.groups()
-    scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "K": 2**10, "M": 2**20, "G": 2**30}[unit]
-    return int(float(number) * scale)
+def _positive(value: Any) -> int | None:
+    """A size vLLM was given, or None for its automatic choice (unset, -1, ``auto``)."""
+    return value if isinstance(value, int) and value > 0 else None
 
 
 @dataclass(frozen=True)
 class Asked:
-    """The settings the run asked for, as the user (or the defaults) spelled them."""
+    """The settings the run asked for, as vLLM reads the flags (defaults included)."""
 
     max_model_len: int | None
     max_num_seqs: int | None
@@ -133,13 +187,15 @@ class Asked:
 
     @classmethod
     def from_flags(cls, flags: list[str]) -> Asked:
-        return cls(max_model_len=parse_int(option_value(flags, "--max-model-len")),
-                   max_num_seqs=parse_int(option_value(flags, "--max-num-seqs")),
-                   tensor_parallel_size=parse_int(option_value(flags, "--tensor-parallel-size")) or 1,
-                   expert_parallel=option_value(flags, "--enable-expert-parallel") == "true",
-                   enforce_eager=option_value(flags, "--enforce-eager") == "true")
+        ns = parse(flags)
+        return cls(max_model_len=_positive(ns.max_model_len), max_num_seqs=_positive(ns.max_num_seqs),
+                   tensor_parallel_size=ns.tensor_parallel_size or 1,
+                   expert_parallel=bool(ns.enable_expert_parallel), enforce_eager=bool(ns.enforce_eager))
 
 
 def api_key(flags: list[str]) -> str:
     """The key the client must send when the server was told to require one."""
-    return option_value(flags, "--api-key") or "EMPTY"
+    keys = getattr(parse(flags), "api_key", None)
+    if isinstance(keys, list):
+        return str(keys[0]) if keys else "EMPTY"
+    return str(keys) if keys else "EMPTY"

@@ -23,7 +23,7 @@ from ascend_overlay.core.vocabulary import Status, Word
 from ascend_overlay.serving.server import BIN, ServerExitedError, VllmServer, alive, wait_gone
 from ascend_overlay.smoke import logscan
 from ascend_overlay.smoke.model_info import ModelInfo, SmokeInputError
-from ascend_overlay.smoke.probes import FAIL, PASS, Check, Prober, not_applicable, skipped
+from ascend_overlay.smoke.probes import Check, CheckStatus, Prober, not_applicable, skipped
 from ascend_overlay.smoke.progress import Progress
 from ascend_overlay.smoke.serve_flags import Asked, api_key
 
@@ -171,7 +171,7 @@ def _serve(server: VllmServer, model: ModelInfo, options: StageOptions, progress
     result.ready_s = round(time.monotonic() - started, 2)
     progress.say(label, f"ready after {result.ready_s:.1f} s; sending requests")
     result.checks = _probe(server, model, options, progress, result)
-    failed = [c for c in result.checks if c.status == FAIL]
+    failed = [c for c in result.checks if c.status is CheckStatus.FAIL]
     result.status = StageStatus.FAILED if failed else StageStatus.PASSED
 
 
@@ -182,7 +182,10 @@ def _probe(server: VllmServer, model: ModelInfo, options: StageOptions, progress
     checks: list[Check] = []
 
     def context() -> Check:
-        return prober.context(_served_len(checks, asked))
+        served = _served_len(checks, asked)
+        if served is None:
+            return skipped("context", "neither GET /v1/models nor --max-model-len says the window")
+        return prober.context(served)
 
     plan: list[tuple[str, Any]] = [("models", prober.models), ("text", prober.text)]
     plan.append(("chat", prober.chat) if model.chat_template else
@@ -202,8 +205,8 @@ def _probe(server: VllmServer, model: ModelInfo, options: StageOptions, progress
         if isinstance(probe, Check):
             checks.append(probe)
             continue
-        if server.proc.poll() is not None:
-            checks.append(skipped(name, f"the server exited (code {server.proc.returncode})"))
+        if server.process.poll() is not None:
+            checks.append(skipped(name, f"the server exited (code {server.process.returncode})"))
             continue
         if name != "models" and not prober.model_id:
             checks.append(skipped(name, "GET /v1/models gave no model id"))
@@ -217,7 +220,7 @@ def _probe(server: VllmServer, model: ModelInfo, options: StageOptions, progress
         checks.append(check)
         seconds = f" ({check.seconds:.2f} s)" if check.seconds is not None else ""
         progress.say(result.label, f"{check.title}: {check.status}{seconds} {check.evidence or check.detail}")
-        if check.status == FAIL:
+        if check.status is CheckStatus.FAIL:
             _explain_failure(server, check, checks, result, log_mark)
     return checks
 
@@ -231,24 +234,24 @@ def _served_len(checks: list[Check], asked: Asked) -> int | None:
 def _explain_failure(server: VllmServer, check: Check, checks: list[Check], result: StageResult, mark: int) -> None:
     """Name the failure; the first one after a good startup is a false ready."""
     deadline = time.monotonic() + 5  # a dying engine writes its traceback and exits within moments
-    while server.proc.poll() is None and time.monotonic() < deadline:
+    while server.process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.25)
     log = server.log()
     cause = logscan.root_cause(logscan.meaningful_lines(log[mark:]))
-    died = server.proc.poll() is not None
+    died = server.process.poll() is not None
     if cause:
         check.data["root_cause"] = cause
     if died:
-        check.data["server_exit_code"] = server.proc.returncode
-        result.exit_code = server.proc.returncode
+        check.data["server_exit_code"] = server.process.returncode
+        result.exit_code = server.process.returncode
     if result.failure_kind:
         return  # the first failure is the one that names the stage's
-    first = not any(c.status == PASS for c in checks if c.name in GENERATION_CHECKS)
+    first = not any(c.status is CheckStatus.PASS for c in checks if c.name in GENERATION_CHECKS)
     result.failure_kind = "false-ready" if first else "request"
     lead = ("false ready: the server came up, then its first request failed" if first else
             f"the {check.title} failed")
     result.reason = f"{lead}: {check.detail}" + (f"; root cause in the log: {cause}" if cause else "") + \
-        (f"; the server exited (code {server.proc.returncode})" if died else "")
+        (f"; the server exited (code {server.process.returncode})" if died else "")
     result.log_tail = logscan.tail(log)
 
 
@@ -256,7 +259,7 @@ def _stop(server: VllmServer, progress: Progress, result: StageResult) -> None:
     """Stop as an operator would (Ctrl-C), then make sure no process of the server's tree survived."""
     if server.proc is None:
         return
-    running = server.proc.poll() is None
+    running = server.process.poll() is None
     grace = 60.0 if result.ready_s is not None else 15.0  # a server stuck in startup ignores Ctrl-C
     if running:
         progress.say(result.label, f"stopping the server (SIGINT; the process group is killed after {grace:.0f} s)")

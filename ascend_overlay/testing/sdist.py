@@ -16,6 +16,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+from ascend_overlay.core.files import replacing
 from ascend_overlay.main2main.sources import FetchError, SourceError, cache_dir, staged_tree
 
 _COMPLETE = ".complete"
@@ -58,25 +59,22 @@ def fetch_sdist(version: str, name: str = "vllm") -> Path:
     target = sdist_path(version, name)
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
-    try:
-        done = subprocess.run([sys.executable, "-c", _FIND, name, version, str(partial)], capture_output=True,
-                              text=True, timeout=1800, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise FetchError(f"could not run pip to find the {name}=={version} sdist: {exc}") from None
-    lines = done.stdout.strip().splitlines()
-    result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"error": done.stderr[-500:]}
-    if result.get("error") is not None:
-        partial.unlink(missing_ok=True)
-        raise FetchError(f"could not download the {name}=={version} sdist: {result['error']} -- check the package "
-                         f"index is reachable, or put the file at {target}")
-    if result.get("hash_name") and result.get("hash"):
-        digest = hashlib.new(result["hash_name"], partial.read_bytes()).hexdigest()
-        if digest != result["hash"]:
-            partial.unlink(missing_ok=True)
-            raise FetchError(f"{result['url']}: {result['hash_name']} {digest} differs from the index's {result['hash']}")
-    partial.rename(target)
+    with replacing(target) as partial:   # the file appears whole, or not at all
+        try:
+            done = subprocess.run([sys.executable, "-c", _FIND, name, version, str(partial)], capture_output=True,
+                                  text=True, timeout=1800, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise FetchError(f"could not run pip to find the {name}=={version} sdist: {exc}") from None
+        lines = done.stdout.strip().splitlines()
+        result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"error": done.stderr[-500:]}
+        if result.get("error") is not None:
+            raise FetchError(f"could not download the {name}=={version} sdist: {result['error']} -- check the "
+                             f"package index is reachable, or put the file at {target}")
+        if result.get("hash_name") and result.get("hash"):
+            digest = hashlib.new(result["hash_name"], partial.read_bytes()).hexdigest()
+            if digest != result["hash"]:
+                raise FetchError(f"{result['url']}: {result['hash_name']} {digest} differs from the index's "
+                                 f"{result['hash']}")
     return target
 
 

@@ -65,7 +65,7 @@ def _record_refusal(message: str) -> None:
     try:
         from ascend_overlay.core import report
 
-        record = report.ProcessReport(problems=[{"source": "strict", "path": "-", "message": message}])
+        record = report.ProcessReport(problems=[{"source": "strict", "path": "-", "message": message}], strict=True)
         report.append_jsonl(path, record.snapshot("refused"))
     except Exception as exc:  # the refusal itself must still be printed
         sys.stderr.write(f"ascend-overlay: could not write the refusal to {path}: {exc}\n")
