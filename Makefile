@@ -28,11 +28,14 @@ demo: setup
 demo-npu: setup
 	$(BIN)/ascend-overlay demo --simulate-npu
 
-test: setup
-	$(BIN)/python -m pytest -q -rs
+# What CI runs (.ci/run): lint, types, then every test, one test file per worker on every core (a file's
+# shared vLLM server stays one server); the slowest ten are listed at the end.
+test: lint
+	$(BIN)/python -m pytest -q -rs -n auto --maxprocesses 4 --dist loadfile --durations=10
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # vLLM's own tests (from the installed version's sdist, fetched once into ~/.cache/ascend-overlay), run
 # stock and with PATCHES applied (docs/writing-patches.md); prints the tests whose outcome differs.

@@ -10,6 +10,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import REPO  # noqa: E402
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files that start real vLLM processes first: with one file per worker (``--dist loadfile``), the
+    long ones must not be left for the end, when the other workers have nothing left to do. A stable
+    sort, so every worker collects the same order (xdist requires it)."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("e2e") is not None else 1)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama made locally (config + trained tokenizer); served with dummy weights."""

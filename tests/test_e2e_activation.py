@@ -1,4 +1,4 @@
-"""Issue 2 acceptance, against real vLLM processes: activation in every process, phases in the right
+"""Against real vLLM processes: activation in every process, phases in the right
 process, observable effects from outside, the vllm CLI hotfix, and overlay-off == stock."""
 
 from __future__ import annotations

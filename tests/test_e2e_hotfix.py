@@ -1,4 +1,4 @@
-"""Issue 4 acceptance against a real `vllm serve`: a worker-phase hotfix takes effect and is seen by a
+"""Against a real `vllm serve`: a worker-phase hotfix takes effect and is seen by a
 client, while a tampered file, a world-writable directory, a foreign-owned file, a syntax error, an
 invalid declaration and an obsolete hotfix are each refused or skipped precisely, a patch that raises
 halfway is rolled back, and vLLM serves."""

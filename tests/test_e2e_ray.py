@@ -1,4 +1,4 @@
-"""Issue 11 (Ray): ``ascend-overlay run --simulate-npu -- vllm serve --distributed-executor-backend ray
+"""Ray: ``ascend-overlay run --simulate-npu -- vllm serve --distributed-executor-backend ray
 --tensor-parallel-size 2`` on a local Ray cluster started by the test itself, the way an operator does:
 a plain ``ray start --head`` whose processes carry none of the overlay's variables.
 

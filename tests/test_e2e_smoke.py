@@ -1,4 +1,4 @@
-"""Issue 10 acceptance against real vLLM servers: ``ascend-overlay smoke`` of the embedded tiny model
+"""Against real vLLM servers: ``ascend-overlay smoke`` of the embedded tiny model
 passes stage A (dummy weights) and stage B (its real saved weights) and writes both matrices, the
 test config YAML and the tutorial, with measured values and accuracy pending; and each kind of bad
 input gets its clear reason and leaves nothing running: an architecture vLLM does not know, a serve

@@ -1,4 +1,4 @@
-"""Issue 12, item 2: ``drift`` ranks by relevance to this overlay.
+"""``drift`` ranks by relevance to this overlay.
 
 P0: what the overlay edits, or a relied-on name that breaks; P1: a relied-on name that changed but
 still holds, and public members of classes the NPU path inherits; other devices' code: P4 on one line.

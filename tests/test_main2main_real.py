@@ -117,7 +117,7 @@ def test_every_p0_names_a_patch_and_the_markdown_renders(report: drift.DriftRepo
     assert PROBE_FILE in text.split("## P0")[1].split("## P1")[0]
 
 
-# -- issue 12: a report a reviewer can read --------------------------------------------------------
+# -- a report a reviewer can read --------------------------------------------------------
 
 def test_p0_and_p1_are_short_and_each_names_the_overlay_file(report: drift.DriftReport) -> None:
     top = report.by_priority(0) + report.by_priority(1)

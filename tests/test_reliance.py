@@ -1,4 +1,4 @@
-"""Issue 12, item 1: what a patch relies on without editing it, derived from its source and judged
+"""What a patch relies on without editing it, derived from its source and judged
 by one rule, at apply time against the live vLLM and statically against a source tree."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 12, item 1: ``check`` sees what a patch relies on without editing it.
+"""``check`` sees what a patch relies on without editing it.
 
 For every built-in patch that relies on a vLLM name, a tree made from the installed vLLM with that
 name renamed makes ``check --vllm DIR --json`` mark the patch ``breaks: true``, naming the name; the

@@ -1,4 +1,4 @@
-"""Issue 10, the parts of ``ascend-overlay smoke`` that need no vLLM process: reading the checkpoint
+"""The parts of ``ascend-overlay smoke`` that need no vLLM process: reading the checkpoint
 (vision-language? MoE? chat template? weights?), the serve flags of each stage, the test image and the
 text+image request, evidence from vLLM's log, lm-eval results, the matrices, the YAML and the
 tutorial, and bad input refused before anything starts. The served runs are in test_e2e_smoke.py."""

@@ -1,4 +1,4 @@
-"""Issue 12, item 3: ``pytest -p ascend_overlay.testing`` runs tests against patched vLLM.
+"""``pytest -p ascend_overlay.testing`` runs tests against patched vLLM.
 
 Each case runs pytest in a child process on a small test file that builds vLLM's real ``Scheduler``
 directly (as vLLM's own scheduler tests do, so no hook point fires) and looks at what the patch

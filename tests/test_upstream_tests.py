@@ -1,4 +1,4 @@
-"""Issue 12, item 3: vLLM 0.32.0's own scheduler tests, run stock and with a patch applied.
+"""vLLM 0.32.0's own scheduler tests, run stock and with a patch applied.
 
 The tests come from the vLLM sdist of the installed version (fetched once into the cache; skipped,
 with pip's error as the reason, when the registry is unreachable). The patch is a test double with
@@ -90,7 +90,7 @@ def test_the_patch_is_undone_after_vllm_s_own_test_in_the_same_session(
 
 def test_the_prefill_throttle_at_its_strictest_keeps_vllm_s_priority_scheduling_tests_passing(
         upstream: Path, tmp_path: Path) -> None:
-    """Issue 12, item 4, in CI: a built-in scheduler patch inside vLLM's own priority tests, held as
+    """In CI: a built-in scheduler patch inside vLLM's own priority tests, held as
     hard as it goes (T = 1: every step with a decode holds prefills back). A higher-priority request
     must still be admitted or preempt as vLLM does. The full ``tests/v1/core`` comparison is
     ``make upstream-tests`` (results in docs/prefill_throttle.md)."""

@@ -1,4 +1,4 @@
-"""Issue 13, failure 14: installed from a wheel, the variable alone turns the overlay on at
+"""Installed from a wheel, the variable alone turns the overlay on at
 interpreter start, in every process, whatever is on PYTHONPATH.
 
 The wheel is built from a copy of this checkout and installed with pip into a fresh environment

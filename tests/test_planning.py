@@ -1,4 +1,4 @@
-"""Issue 3: version gating (release, post, pre, dev, local, override), toggles, requirements,
+"""Planning whether a patch applies: version gating (release, post, pre, dev, local, override), toggles, requirements,
 settings errors that name the variable."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 2: the three doors converge on one bootstrap; off costs nothing; the host program is never
+"""The doors at interpreter start: the three doors converge on one bootstrap; off costs nothing; the host program is never
 broken; a user's sitecustomize still runs; forked children inherit without re-applying."""
 
 from __future__ import annotations

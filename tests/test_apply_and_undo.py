@@ -1,4 +1,4 @@
-"""Issue 3: patches apply atomically, undo by identity, never double-wrap, rebind stale aliases,
+"""Applying and undoing: patches apply atomically, undo by identity, never double-wrap, rebind stale aliases,
 skip on drift, and conflicts are found at load time."""
 
 from __future__ import annotations
