@@ -96,11 +96,13 @@ def serve(model: Path, tmp: Path, name: str, *extra_args: str, record_calls: boo
             tokens.append(answer["choices"][0]["token_ids"])
         served = _settled(stats)
         children = server.children
-        front_end = server.proc.pid  # `ascend-overlay run` execs vllm: the API server keeps its pid
     request_calls = {pid: [c for c in found if c["sequence"] >= before.get(pid, 0)]
                      for pid, found in capture.read(calls).items()} if record_calls else {}
-    return Served(server.log(), front_end, latest_per_process(read_jsonl(str(report))), ready, served, models,
-                  tokens, request_calls, wait_gone(children))
+    records = latest_per_process(read_jsonl(str(report)))
+    # `ascend-overlay run` supervises vllm serve: the front end is the process that reports as the API server
+    (front_end,) = [r["pid"] for r in records if r["role"] == "api_server"]
+    return Served(server.log(), front_end, records, ready, served, models, tokens, request_calls,
+                  wait_gone(children))
 
 
 @pytest.fixture(scope="module")
