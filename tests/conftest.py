@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,18 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import REPO  # noqa: E402
+
+
+def _trusted_temp_root() -> str:
+    """Where the tests' temporary directories go: the trust rule refuses hotfixes below a directory
+    others can write (``/tmp`` is one), so tests that write hotfix directories need a root whose every
+    directory only the user and root can write. The user's cache directory is one."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ascend-overlay-tests"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return str(base)
+
+
+tempfile.tempdir = _trusted_temp_root()  # pytest's tmp_path is made under tempfile.gettempdir()
 
 
 @pytest.fixture(scope="session")

@@ -3,18 +3,22 @@ contract pinned, and a verifier that runs every check the overlay would, without
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import importlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ascend_overlay.core import applier, contract, trust
-from ascend_overlay.core.catalog import load_catalog, load_patch_file, patch_files
-from ascend_overlay.core.errors import OverlayError
+from ascend_overlay.core.catalog import PHASE_FOLDERS, load_catalog, load_patch_source, patch_files
+from ascend_overlay.core.errors import OverlayError, PatchDeclarationError
+from ascend_overlay.core.patch import Patch
 from ascend_overlay.core.planning import Context, would_apply
 from ascend_overlay.core.settings import Settings
 from ascend_overlay.core.vllm_version import installed_vllm_version
-from ascend_overlay.core.vocabulary import Phase, Status
+from ascend_overlay.core.vocabulary import Status
 
 
 def split_dotted(target: str) -> tuple[str, str]:
@@ -61,8 +65,12 @@ _WRAP_BODY = "    # TODO: the fix. `wrapped` is the original; call it, or do not
 
 def new_hotfix(name: str, target: str, directory: Path, phase: str = "worker", kind: str = "wrap",
                force: bool = False) -> Path:
-    """Write ``DIR/PHASE/patch_<module>.py`` and return its path."""
-    Phase(phase)
+    """Write ``DIR/PHASE/patch_<module>.py`` and return its path. Everything is checked before the file
+    is written (the name, the target, the skeleton loading): a refusal leaves nothing behind."""
+    try:
+        Patch(name=name, phase=phase, vllm=">=0", why="-", remove_when="-")
+    except PatchDeclarationError as exc:
+        raise OverlayError(str(exc)) from None
     module, attrs = split_dotted(target)
     resolved = applier.resolve(module, tuple(attrs.split(".")))
     if isinstance(resolved, applier.Precheck):
@@ -83,11 +91,14 @@ def new_hotfix(name: str, target: str, directory: Path, phase: str = "worker", k
         params = fingerprint[1:-1] if fingerprint.startswith("(") else "*args, **kwargs"
         body = "    # TODO: the replacement; it is installed as is (no wrapper), so it must do the whole job.\n" \
                "    raise NotImplementedError"
+    text = SKELETON.format(name=name, phase=phase, version=version.base_version if version else "0",
+                           kind=kind, target=dotted, fingerprint=fingerprint, func=func, params=params, body=body)
+    try:
+        load_patch_source(str(path), text.encode(), "new", "authoring")  # the skeleton must itself load
+    except PatchDeclarationError as exc:
+        raise OverlayError(f"the skeleton for {target} does not load ({exc}); nothing was written") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(SKELETON.format(name=name, phase=phase, version=version.base_version if version else "0",
-                                    kind=kind, target=dotted, fingerprint=fingerprint, func=func,
-                                    params=params, body=body))
-    load_patch_file(path, "new", "authoring")  # the skeleton must itself load; raises if it does not
+    path.write_text(text)
     return path
 
 
@@ -115,12 +126,14 @@ def verify(directory: str) -> Verification:
     conflict with another patch shows here exactly as the runtime would see it.
     """
     result = Verification()
-    vetted, refusals = trust.vet_directory(directory)
-    result.findings += [Finding(path, False, why) for path, why in refusals]
-    if vetted is None:
+    try:
+        with trust.open_hotfix_directory(directory, PHASE_FOLDERS) as opened:
+            empty = not opened.patch_files(PHASE_FOLDERS)
+    except trust.Refused as exc:
+        result.findings.append(Finding(directory, False, str(exc)))
         return result
-    if not list(patch_files(vetted.root)):
-        result.findings.append(Finding(str(vetted.root), False, "no patch_*.py files (layout: DIR/<phase>/patch_*.py)"))
+    if empty:
+        result.findings.append(Finding(directory, False, "no patch_*.py files (layout: DIR/<phase>/patch_*.py)"))
         return result
     settings = Settings.from_env()
     dirs = list(settings.hotfix_dirs)
@@ -160,9 +173,34 @@ def verify(directory: str) -> Verification:
 
 
 def write_manifest(directory: Path) -> Path:
-    """(Re)write ``SHA256SUMS`` for every patch file, in the format ``sha256sum -c`` reads."""
-    lines = [f"{trust.sha256_of(p)}  {p.relative_to(directory)}" for p in patch_files(directory)]
+    """(Re)write ``SHA256SUMS`` for every patch file, in the format ``sha256sum -c`` reads. Files are read
+    as the loader reads them (no symlink followed, a FIFO refused at once), and the manifest is written
+    without following a link planted at its name."""
+    if not directory.is_dir():
+        raise OverlayError(f"{directory} is not a directory; give the hotfix directory (the one that holds "
+                           "<phase>/patch_*.py)")
+    files = list(patch_files(directory))
+    if not files:
+        raise OverlayError(f"{directory} holds no patch_*.py files (layout: DIR/<phase>/patch_*.py); nothing to sign")
+    try:
+        lines = [f"{hashlib.sha256(trust.read_regular(str(p))).hexdigest()}  {p.relative_to(directory)}" for p in files]
+    except trust.Refused as exc:
+        raise OverlayError(f"cannot sign: {exc}") from None
     target = directory / trust.MANIFEST_NAME
-    target.write_text("\n".join(lines) + "\n")
-    target.chmod(0o644)
+    data = ("\n".join(lines) + "\n").encode()
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise OverlayError(f"cannot write {target}: {exc.strerror}"
+                           + (" (it is a symlink; remove it)" if exc.errno == errno.ELOOP else "")) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OverlayError(f"cannot write {target}: it is not a regular file; remove it")
+        os.ftruncate(fd, 0)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, 0o644)
+    finally:
+        os.close(fd)
     return target

@@ -35,7 +35,11 @@ def _verify(args: argparse.Namespace) -> int:
 def _manifest(args: argparse.Namespace) -> int:
     from ascend_overlay.cli.authoring import write_manifest
 
-    print(write_manifest(Path(args.dir).resolve()))
+    try:
+        print(write_manifest(Path(args.dir).resolve()))
+    except OverlayError as exc:
+        print(f"ascend-overlay hotfix manifest: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
