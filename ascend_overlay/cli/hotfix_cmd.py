@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,7 +26,9 @@ def _new(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from ascend_overlay.cli.authoring import verify
 
-    result = verify(str(Path(args.dir).resolve()))
+    # Made absolute, never resolved: a symlink on the way is judged as the runtime meets it (resolving it
+    # here would check wherever it pointed at this moment, and not the directory holding the link).
+    result = verify(os.path.abspath(args.dir))
     for f in result.findings:
         print(f"{'ok  ' if f.ok else 'FAIL'}  {f.path}: {f.message}")
     print("verified: all checks passed" if result.ok else "verification FAILED", file=sys.stderr)

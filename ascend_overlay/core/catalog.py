@@ -339,16 +339,19 @@ def _load_outside(catalog: Catalog, source: Source) -> None:
         return
     with directory:
         def find_helper(name: str) -> tuple[trust.Checked, str] | None:
-            if source.package is not None:
-                if name != source.package and not name.startswith(source.package + "."):
+            relative = name
+            if source.package is not None:  # an entry point's package: its modules are imported through its name
+                if name == source.package:
+                    relative = "__init__"
+                elif name.startswith(source.package + "."):
+                    relative = name[len(source.package) + 1:]
+                else:
                     return None
-                name = name[len(source.package) + 1:] or "__init__"
-            checked = directory.find_module(name)
+            checked = directory.find_module(relative)
             if checked is None:
                 return None
-            module = f"{source.package}.{name}" if source.package else name
-            is_package = checked.path.endswith("__init__.py")
-            return checked, module if is_package else module.rpartition(".")[0]
+            is_package = os.path.basename(checked.path) == "__init__.py"
+            return checked, name if is_package else name.rpartition(".")[0]
 
         for folder, name in directory.patch_files(PHASE_FOLDERS):
             path = os.path.join(source.directory, folder, name)
