@@ -48,7 +48,7 @@ def dumps(wrapped, instance, args, kwargs):
 '''
 # What the second user's files (and the unsigned one) do if they ever run: leave a mark, as root.
 MARK = '''import os as _os
-_os.close(_os.open(_os.path.join({marks!r}, {kind!r} + "-" + str(_os.getpid()) + "-" + str(id(_os))),
+_os.close(_os.open(_os.path.join({marks!r}, {kind!r} + "-" + str(_os.getpid()) + "-" + _os.urandom(6).hex()),
                    _os.O_CREAT | _os.O_WRONLY, 0o644))
 '''
 
