@@ -174,27 +174,43 @@ def open_report(path: str) -> int:
     try:
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ReportRefused(exc.errno, "it is a symlink; the report must be a file of your own") from None
-        if exc.errno == errno.ENXIO:
-            raise ReportRefused(exc.errno, "it is a FIFO; the report must be a regular file of your own") from None
-        raise
+        # Refusals come in several errnos (a symlink: ELOOP, or EACCES in a sticky directory; a FIFO with
+        # no reader: ENXIO; a directory: EISDIR): what lies there says which.
+        try:
+            st = os.lstat(path)
+        except OSError:
+            raise exc from None
+        why = _not_own_file(st)
+        if why is None:
+            raise
+        raise ReportRefused(exc.errno or errno.EPERM, why) from None
     try:
         st = os.fstat(fd)
-        why = None
-        if not stat.S_ISREG(st.st_mode):
-            why = "it is not a regular file; the report must be a regular file of your own"
-        elif st.st_uid != os.geteuid():
-            why = (f"it is owned by uid {st.st_uid}, not you (uid {os.geteuid()}): someone else created it; use a path "
-                   "under a directory only you can write (e.g. the service's own state directory)")
-        elif st.st_nlink > 1:
-            why = f"it has {st.st_nlink} hard links: another name for it could be a file of yours it must not write to"
+        why = _not_own_file(st)
         if why is not None:
             raise ReportRefused(errno.EPERM, why)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _not_own_file(st: os.stat_result) -> str | None:
+    """Why a report path's file is not one this user may append to, or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return "it is a symlink; the report must be a file of your own"
+    if stat.S_ISFIFO(st.st_mode):
+        return "it is a FIFO; the report must be a regular file of your own"
+    if stat.S_ISDIR(st.st_mode):
+        return "it is a directory; the report must be a regular file of your own"
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file; the report must be a regular file of your own"
+    if st.st_uid != os.geteuid():
+        return (f"it is owned by uid {st.st_uid}, not you (uid {os.geteuid()}): someone else created it; use a path "
+                "under a directory only you can write (e.g. the service's own state directory)")
+    if st.st_nlink > 1:
+        return f"it has {st.st_nlink} hard links: another name for it could be a file of yours it must not write to"
+    return None
 
 
 def _lock(fd: int, wait: float) -> None:
