@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo demo-npu test lint bench docs clean upstream-tests
+.PHONY: setup demo demo-npu test lint bench docs clean upstream-tests race
 
 setup: $(VENV)/.ascend-overlay-installed
 
@@ -45,6 +45,13 @@ upstream-tests: setup
 
 bench: setup
 	$(BIN)/python bench/run_all.py
+
+# Two users race the trust check (docs/security.md): a second local user swaps hotfix directories and parent
+# symlinks while RUNS start-ups with the overlay active, and RUNS `hotfix verify` runs, load them. Needs root
+# (it creates the user ao-race-other with useradd). CI runs a few seconds of it (tests/test_trust_race.py).
+RUNS ?= 200
+race: setup
+	$(BIN)/python tests/race_harness.py --runs $(RUNS) --loader-seconds 10
 
 docs: setup
 	$(BIN)/python -m ascend_overlay.cli.docs_gen

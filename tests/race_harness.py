@@ -239,8 +239,10 @@ def build(base: Path, other: tuple[int, int]) -> Layout:
     return Layout(base, marks, control, signed, shared, swapped, shared / "link" / "hotfixes", targets)
 
 
-def _env(layout: Layout, overlay: bool) -> dict[str, str]:
+def _env(layout: Layout, overlay: bool, code: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_ASCEND_OVERLAY") and k != "VLLM_VERSION"}
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (code, env.get("PYTHONPATH", "")) if p)
     env["VLLM_ASCEND_OVERLAY_PATH"] = os.pathsep.join(layout.hotfix_dirs)
     if overlay:
         env["VLLM_ASCEND_OVERLAY"] = "1"
@@ -265,12 +267,18 @@ class Verdict:
     signed_loaded: int = 0
     swaps: int = 0
     errors: list[str] = field(default_factory=list)
+    by_mode: dict[str, dict[str, int]] = field(default_factory=dict)  # the counts above, per kind of run
+
+    def count(self, mode: str, what: str, n: int = 1) -> None:
+        setattr(self, what, getattr(self, what) + n)
+        counts = self.by_mode.setdefault(mode, {})
+        counts[what] = counts.get(what, 0) + n
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
 
 
-def _judge_catalog(result: dict[str, object], stderr: str, layout: Layout, verdict: Verdict, *,
+def _judge_catalog(result: dict[str, object], stderr: str, layout: Layout, verdict: Verdict, mode: str, *,
                    logged: bool) -> None:
     names = result.get("names")
     problems = [tuple(p) for p in result.get("problems", [])]  # type: ignore[union-attr]
@@ -279,26 +287,28 @@ def _judge_catalog(result: dict[str, object], stderr: str, layout: Layout, verdi
         return
     assert isinstance(names, list)
     if "race_control" not in names:
-        verdict.control_missing += 1
+        verdict.count(mode, "control_missing")
     if "race_signed" in names:
-        verdict.signed_loaded += 1
+        verdict.count(mode, "signed_loaded")
     loaded_attacked = {"race_shared", "race_link_one", "race_link_two"} & set(names)
-    verdict.attacked_loaded += len(loaded_attacked)
+    if loaded_attacked:
+        verdict.count(mode, "attacked_loaded", len(loaded_attacked))
     for directory, patch_names in ((layout.swapped, {"race_shared"}), (layout.linked, {"race_link_one", "race_link_two"}),
                                    (layout.signed, {"race_signed"})):
         if patch_names & set(names):
             continue
         why = [m for path, m in problems if str(path).startswith(str(directory)) and m]
         if why and (not logged or all(w in stderr for w in why)):
-            verdict.refused_with_reason += 1
+            verdict.count(mode, "refused_with_reason")
         else:
             verdict.refused_without_reason.append(f"{directory}: {problems} {stderr[-300:]}")
 
 
 def run(runs: int, seconds_per_loader: float = 0.0, verify_runs: int | None = None,
-        python: str = sys.executable) -> Verdict:
+        python: str = sys.executable, code: str | None = None) -> Verdict:
     """Race ``runs`` start-ups and ``verify_runs`` verify runs (default: as many) against the swappers;
-    with ``seconds_per_loader``, also that many seconds of in-process loads (the same loader, faster)."""
+    with ``seconds_per_loader``, also that many seconds of in-process loads (the same loader, faster).
+    ``code``: a directory holding another version of the overlay to race instead (first on PYTHONPATH)."""
     verify_runs = runs if verify_runs is None else verify_runs
     other = second_user()
     attacker_python = second_user_python(*other)
@@ -317,33 +327,32 @@ def run(runs: int, seconds_per_loader: float = 0.0, verify_runs: int | None = No
         time.sleep(0.2)
         if seconds_per_loader:
             proc = subprocess.run([python, "-c", LOADER_LOOP, json.dumps(layout.hotfix_dirs), str(seconds_per_loader)],
-                                  env=_env(layout, overlay=False), capture_output=True, text=True, timeout=600)
+                                  env=_env(layout, overlay=False, code=code), capture_output=True, text=True, timeout=600)
             for line in proc.stdout.splitlines():
-                verdict.loader_loads += 1
-                _judge_catalog(json.loads(line), "", layout, verdict, logged=False)
+                verdict.count("in-process load", "loader_loads")
+                _judge_catalog(json.loads(line), "", layout, verdict, "in-process load", logged=False)
             if proc.returncode != 0:
                 verdict.errors.append(f"loader loop: {proc.stderr[-500:]}")
         for _ in range(runs):
-            proc = subprocess.run([python, "-c", STARTUP], env=_env(layout, overlay=True), capture_output=True,
+            proc = subprocess.run([python, "-c", STARTUP], env=_env(layout, overlay=True, code=code), capture_output=True,
                                   text=True, timeout=300)
-            verdict.startups += 1
+            verdict.count("start-up", "startups")
             try:
                 _judge_catalog(json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr, layout, verdict,
-                               logged=True)
+                               "start-up", logged=True)
             except (ValueError, IndexError):
                 verdict.errors.append(f"start-up: rc={proc.returncode} {proc.stderr[-500:]}")
         for index in range(verify_runs):
             directory = layout.hotfix_dirs[1 + index % 3]
             proc = subprocess.run([python, "-m", "ascend_overlay", "hotfix", "verify", directory],
-                                  env=_env(layout, overlay=False), capture_output=True, text=True, timeout=300)
-            verdict.verifies += 1
+                                  env=_env(layout, overlay=False, code=code), capture_output=True, text=True, timeout=300)
+            verdict.count("verify", "verifies")
             if proc.returncode == 0:
-                if directory != str(layout.signed):
-                    verdict.attacked_loaded += 1
+                verdict.count("verify", "signed_loaded" if directory == str(layout.signed) else "attacked_loaded")
                 continue
             failed = [line for line in proc.stdout.splitlines() if line.startswith("FAIL") and directory in line]
             if failed and "Traceback" not in proc.stderr:
-                verdict.refused_with_reason += 1
+                verdict.count("verify", "refused_with_reason")
             else:
                 verdict.refused_without_reason.append(f"verify {directory}: {proc.stdout[-300:]} {proc.stderr[-300:]}")
     finally:
@@ -367,9 +376,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=200, help="start-ups, and as many verify runs (default: 200)")
     parser.add_argument("--loader-seconds", type=float, default=0.0,
                         help="also this many seconds of in-process loads of the same directories")
+    parser.add_argument("--code", metavar="DIR",
+                        help="race the overlay found in DIR instead (e.g. an export of an older version)")
     args = parser.parse_args()
     try:
-        verdict = run(args.runs, args.loader_seconds)
+        verdict = run(args.runs, args.loader_seconds, code=args.code)
     except Unavailable as exc:
         print(f"race not run: {exc}", file=sys.stderr)
         return 2
