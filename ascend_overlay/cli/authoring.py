@@ -18,7 +18,7 @@ from ascend_overlay.core.patch import Patch
 from ascend_overlay.core.planning import Context, would_apply
 from ascend_overlay.core.settings import Settings
 from ascend_overlay.core.vllm_version import installed_vllm_version
-from ascend_overlay.core.vocabulary import Status
+from ascend_overlay.core.vocabulary import Phase, Status
 
 
 def split_dotted(target: str) -> tuple[str, str]:
@@ -68,7 +68,9 @@ def new_hotfix(name: str, target: str, directory: Path, phase: str = "worker", k
     """Write ``DIR/PHASE/patch_<module>.py`` and return its path. Everything is checked before the file
     is written (the name, the target, the skeleton loading): a refusal leaves nothing behind."""
     try:
-        Patch(name=name, phase=phase, vllm=">=0", why="-", remove_when="-")
+        Patch(name=name, phase=Phase(phase), vllm=">=0", why="-", remove_when="-")
+    except ValueError:
+        raise OverlayError(f"phase {phase!r} is not one of {', '.join(p.value for p in Phase)}") from None
     except PatchDeclarationError as exc:
         raise OverlayError(str(exc)) from None
     module, attrs = split_dotted(target)
