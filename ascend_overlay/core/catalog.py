@@ -335,7 +335,7 @@ def _load_outside(catalog: Catalog, source: Source) -> None:
     try:
         directory = trust.open_hotfix_directory(source.directory, PHASE_FOLDERS)
     except trust.Refused as exc:
-        catalog.problems.append(LoadProblem(source.label, source.directory, _directory_refusal(str(exc))))
+        catalog.problems.append(LoadProblem(source.label, source.directory, str(exc)))
         return
     with directory:
         def find_helper(name: str) -> tuple[trust.Checked, str] | None:
@@ -358,21 +358,13 @@ def _load_outside(catalog: Catalog, source: Source) -> None:
             try:
                 checked = directory.read(folder, name)
             except trust.Refused as exc:
-                why = str(exc)
-                catalog.problems.append(LoadProblem(source.label, path, why if "SHA-256" in why or "listed in" in why
-                                                    else "untrusted file refused: " + why))
+                catalog.problems.append(LoadProblem(source.label, path, str(exc)))
                 continue
             try:
                 catalog.patches.append(load_patch_source(checked.path, checked.data, source.label,
                                                          f"{source.module_prefix}.{folder or '_'}", find_helper))
             except PatchDeclarationError as exc:
                 catalog.problems.append(LoadProblem(source.label, path, str(exc)))
-
-
-def _directory_refusal(why: str) -> str:
-    if why.startswith("manifest refused") or "relative path" in why or "does not exist" in why:
-        return why
-    return "untrusted directory refused: " + why
 
 
 def _settle_conflicts(catalog: Catalog) -> None:

@@ -47,6 +47,14 @@ class Refused(Exception):
     """A path the overlay will not take code or a file from; the text says why and what to do."""
 
 
+class Missing(Refused):
+    """The path does not exist (nothing to distrust: the words say so plainly)."""
+
+
+class Unsigned(Refused):
+    """A file that is not what ``SHA256SUMS`` says (missing from it, or a different hash)."""
+
+
 @dataclass(frozen=True)
 class Checked:
     """A file's bytes as read once through a checked descriptor, and that descriptor's ``fstat``."""
@@ -120,7 +128,7 @@ def _read_all(fd: int, shown: str) -> bytes:
 
 def _open_error(exc: OSError, shown: str, what: str) -> Refused:
     if exc.errno == errno.ENOENT:
-        return Refused(f"{shown} does not exist")
+        return Missing(f"{shown} does not exist")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return Refused(f"cannot open {shown}: permission denied")
     return Refused(f"cannot open {what} {shown}: {exc.strerror}")
@@ -311,11 +319,16 @@ class HotfixDirectory:
 
     def read(self, folder: str, name: str) -> Checked:
         """One patch file, checked and read once, its bytes held against the manifest when there is one."""
-        checked = (self.folders[folder] if folder else self.root).read(name)
+        try:
+            checked = (self.folders[folder] if folder else self.root).read(name)
+        except Missing:
+            raise
+        except Refused as exc:
+            raise Refused(f"untrusted file refused: {exc}") from None
         if self.manifest is not None:
             problem = self.signature_problem(os.path.join(folder, name), checked)
             if problem:
-                raise Refused(problem)
+                raise Unsigned(problem)
         return checked
 
     def signature_problem(self, relative: str, checked: Checked) -> str | None:
@@ -363,19 +376,27 @@ def open_hotfix_directory(raw: str, folders: tuple[str, ...]) -> HotfixDirectory
     if not os.path.isabs(raw):
         raise Refused(f"relative hotfix directory refused: {raw} would depend on each process's working directory; "
                       "use an absolute path in VLLM_ASCEND_OVERLAY_PATH")
-    root = open_directory(raw)
+    try:
+        root = open_directory(raw)
+    except Missing:
+        raise
+    except Refused as exc:
+        raise Refused(f"untrusted directory refused: {exc}") from None
     opened: dict[str, TrustedDir] = {}
     try:
         for folder in folders:
-            st = root.lstat(folder)
-            if st is not None:
+            if root.lstat(folder) is None:
+                continue
+            try:
                 opened[folder] = root.subdir(folder)
+            except Refused as exc:
+                raise Refused(f"untrusted directory refused: {exc}") from None
         manifest = None
         if root.lstat(MANIFEST_NAME) is not None:
-            checked = root.read(MANIFEST_NAME)
             try:
+                checked = root.read(MANIFEST_NAME)
                 manifest = parse_manifest(checked.data.decode("utf-8"), checked.path, raw)
-            except (UnicodeDecodeError, ValueError) as exc:
+            except (Refused, UnicodeDecodeError, ValueError) as exc:
                 raise Refused(f"manifest refused, so is the directory: {exc}") from None
     except BaseException:
         for d in opened.values():
