@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo demo-npu test lint bench docs clean upstream-tests eval-main2main
+.PHONY: setup demo demo-npu test lint bench docs clean upstream-tests eval-main2main race
 
 setup: $(VENV)/.ascend-overlay-installed
 
@@ -56,6 +56,13 @@ bench: setup
 EVAL_OUT ?= $(or $(ASCEND_OVERLAY_CACHE),$(HOME)/.cache/ascend-overlay)/main2main_eval_result.json
 eval-main2main: setup
 	$(BIN)/python -m ascend_overlay.main2main.evaluation score $(if $(REPO),--repo $(REPO)) --out $(EVAL_OUT) --record
+
+# Two users race the trust check (docs/security.md): a second local user swaps hotfix directories and parent
+# symlinks while RUNS start-ups with the overlay active, and RUNS `hotfix verify` runs, load them. Needs root
+# (it creates the user ao-race-other with useradd). CI runs a few seconds of it (tests/test_trust_race.py).
+RUNS ?= 200
+race: setup
+	$(BIN)/python tests/race_harness.py --runs $(RUNS) --loader-seconds 10
 
 docs: setup
 	$(BIN)/python -m ascend_overlay.cli.docs_gen

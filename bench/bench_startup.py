@@ -20,7 +20,7 @@ from pathlib import Path
 
 from _common import REPO, Goals, env_for, interleaved, time_command
 
-PTH = REPO / "ascend_overlay" / "bootstrap" / "ascend_overlay.pth"
+PTH = REPO / "ascend_overlay" / "doors" / "bootstrap" / "ascend_overlay.pth"
 
 FIRST_TOKEN = textwrap.dedent('''
     import sys

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     long ones must not be left for the end, when the other workers have nothing left to do. A stable
     sort, so every worker collects the same order (xdist requires it)."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("e2e") is not None else 1)
+
+
+def _trusted_temp_root() -> str:
+    """Where the tests' temporary directories go: the trust rule refuses hotfixes below a directory
+    others can write (``/tmp`` is one), so tests that write hotfix directories need a root whose every
+    directory only the user and root can write. The user's cache directory is one."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ascend-overlay-tests"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return str(base)
+
+
+tempfile.tempdir = _trusted_temp_root()  # pytest's tmp_path is made under tempfile.gettempdir()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ broken; a user's sitecustomize still runs; forked children inherit without re-ap
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -78,6 +79,27 @@ def test_bad_activation_value_names_the_variable() -> None:
     out = _python("print('ok')", base_env(overlay=False, VLLM_ASCEND_OVERLAY="maybe", PYTHONPATH=str(REPO)))
     assert out.stdout == "ok\n"
     assert "VLLM_ASCEND_OVERLAY='maybe' is not valid; accepted values: 1, true, yes, on" in out.stderr
+
+
+@pytest.mark.parametrize("strict", ["", "1"])
+def test_an_unreadable_activation_value_advises_the_value_to_write_not_strict_mode(strict: str) -> None:
+    out = _python("print('ok')", base_env(overlay=False, VLLM_ASCEND_OVERLAY="2", VLLM_ASCEND_OVERLAY_STRICT=strict,
+                                          PYTHONPATH=str(REPO)))
+    assert out.returncode == 0 and out.stdout == "ok\n"  # strict mode does not refuse it: the overlay is off
+    assert out.stderr.count("WARNING") == 1, out.stderr
+    assert "set VLLM_ASCEND_OVERLAY=1 to turn the overlay on, or VLLM_ASCEND_OVERLAY=0 (or unset it) for off" \
+        in out.stderr
+    assert "STRICT" not in out.stderr
+
+
+def test_a_shadowed_sitecustomize_is_said_once(tmp_path: Path) -> None:
+    user_site = tmp_path / "user_site"
+    user_site.mkdir()
+    (user_site / "sitecustomize.py").write_text("")
+    env = base_env(overlay=True)
+    env["PYTHONPATH"] = os.pathsep.join([str(user_site), str(REPO)])
+    out = _python("pass", env)
+    assert out.stderr.count("shadows ascend-overlay's sitecustomize") == 1, out.stderr
 
 
 def test_unknown_toggle_is_reported_with_nearest_match() -> None:

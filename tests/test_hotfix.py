@@ -166,7 +166,7 @@ def test_verify_reports_each_bad_file(tmp_path: Path) -> None:
     assert "Sampler.forward_v9 does not exist" in messages["patch_missing.py"]
     assert "syntax error at line" in messages["patch_syntax.py"]
     assert _cli("hotfix", "verify", str(tmp_path / "nope")).returncode == 1
-    assert trust.trust_problem(tmp_path / "nope").startswith("cannot stat")
+    assert trust.trust_problem(tmp_path / "nope").endswith("nope does not exist")
 
 
 def test_verify_judges_a_directory_with_everything_else_loaded(tmp_path: Path) -> None:
@@ -188,3 +188,20 @@ def test_verify_judges_a_directory_with_everything_else_loaded(tmp_path: Path) -
     assert messages["patch_c2.py"] == (False, messages["patch_c2.py"][1])
     assert "conflict: claim_1" in messages["patch_c2.py"][1] and "supersedes=('claim_1',)" in messages["patch_c2.py"][1]
     assert not result.ok
+
+
+def test_hotfix_new_with_a_bad_name_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ascend_overlay.cli import main
+
+    assert main(["hotfix", "new", "Bad-Name", "--target", "json.dumps", "--dir", str(tmp_path / "hf")]) == 2
+    assert "patch name 'Bad-Name' must be lower_snake_case" in capsys.readouterr().err
+    assert not (tmp_path / "hf").exists()
+
+
+def test_hotfix_manifest_on_a_missing_directory_is_an_error_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ascend_overlay.cli import main
+
+    assert main(["hotfix", "manifest", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == (f"ascend-overlay hotfix manifest: {tmp_path / 'nope'} is not a directory; give "
+                                       "the hotfix directory (the one that holds <phase>/patch_*.py)\n")

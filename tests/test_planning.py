@@ -143,6 +143,14 @@ def test_names_tolerate_spaces_and_semicolons() -> None:
     assert settings.disable == ("npu_rms_norm", "npu_silu_and_mul", "x") and not settings.problems
 
 
+def test_an_unknown_name_is_reported_in_the_value_as_it_was_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_ASCEND_OVERLAY_ENABLE", "npu_rms_norm;npu_rms_nrom")
+    settings = Settings.from_env()
+    [error] = toggles.validate(settings.enable, settings.disable, ["npu_rms_norm"])
+    assert str(error).startswith("VLLM_ASCEND_OVERLAY_ENABLE='npu_rms_norm;npu_rms_nrom' is not valid")
+    assert "unknown patch 'npu_rms_nrom'; did you mean 'npu_rms_norm'?" in str(error)
+
+
 @pytest.mark.parametrize("body, message", [
     ("PATCH = Patch(name='x', phase='import', vllm='>=0', why='w', remove_when='r'\n", "syntax error"),
     ("x = 1\n", "defines no PATCH"),

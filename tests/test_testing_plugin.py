@@ -110,6 +110,9 @@ def test_an_enabled_patch_that_cannot_apply_fails_the_test_with_the_reason(tmp_p
     (("--ascend-overlay-phase=engine", ), "unknown phase 'engine'"),
     (("--ascend-overlay-phase=engine_core", "--ascend-overlay-enable=unfinished_count"),
      "did you mean 'unfinished_count_off_by_one'?"),
+    # a semicolon separates names here as in the variables: two names, the unknown one named alone
+    (("--ascend-overlay-phase=engine_core", f"--ascend-overlay-enable={PATCH_NAME};unfinished_count"),
+     "(unknown patch 'unfinished_count'; did you mean"),
 ])
 def test_bad_options_are_usage_errors(tmp_path: Path, hotfixes: Path, args: tuple[str, ...], message: str) -> None:
     done, outcomes = _run(tmp_path, hotfixes, *args)

@@ -3,15 +3,17 @@ contract pinned, and a verifier that runs every check the overlay would, without
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ascend_overlay.core import applier, contract, trust
-from ascend_overlay.core.catalog import load_catalog, load_patch_file, patch_files
-from ascend_overlay.core.errors import OverlayError
+from ascend_overlay.core.catalog import PHASE_FOLDERS, load_catalog, load_patch_source, patch_files
+from ascend_overlay.core.errors import OverlayError, PatchDeclarationError
 from ascend_overlay.core.files import write_atomic
+from ascend_overlay.core.patch import Patch
 from ascend_overlay.core.planning import Context, would_apply
 from ascend_overlay.core.precheck_cache import PrecheckCache
 from ascend_overlay.core.settings import Settings
@@ -63,8 +65,14 @@ _WRAP_BODY = "    # TODO: the fix. `wrapped` is the original; call it, or do not
 
 def new_hotfix(name: str, target: str, directory: Path, phase: str = "worker", kind: str = "wrap",
                force: bool = False) -> Path:
-    """Write ``DIR/PHASE/patch_<module>.py`` and return its path."""
-    Phase(phase)
+    """Write ``DIR/PHASE/patch_<module>.py`` and return its path. Everything is checked before the file
+    is written (the name, the target, the skeleton loading): a refusal leaves nothing behind."""
+    try:
+        Patch(name=name, phase=Phase(phase), vllm=">=0", why="-", remove_when="-")
+    except ValueError:
+        raise OverlayError(f"phase {phase!r} is not one of {', '.join(p.value for p in Phase)}") from None
+    except PatchDeclarationError as exc:
+        raise OverlayError(str(exc)) from None
     module, attrs = split_dotted(target)
     resolved = applier.resolve(module, tuple(attrs.split(".")))
     if isinstance(resolved, applier.Precheck):
@@ -85,10 +93,13 @@ def new_hotfix(name: str, target: str, directory: Path, phase: str = "worker", k
         params = fingerprint[1:-1] if fingerprint.startswith("(") else "*args, **kwargs"
         body = "    # TODO: the replacement; it is installed as is (no wrapper), so it must do the whole job.\n" \
                "    raise NotImplementedError"
-    write_atomic(path, SKELETON.format(name=name, phase=phase, version=version.base_version if version else "0",
-                                    kind=kind, target=dotted, fingerprint=fingerprint, func=func,
-                                    params=params, body=body))
-    load_patch_file(path, "new", "authoring")  # the skeleton must itself load; raises if it does not
+    text = SKELETON.format(name=name, phase=phase, version=version.base_version if version else "0",
+                           kind=kind, target=dotted, fingerprint=fingerprint, func=func, params=params, body=body)
+    try:
+        load_patch_source(str(path), text.encode(), "new", "authoring")  # the skeleton must itself load
+    except PatchDeclarationError as exc:
+        raise OverlayError(f"the skeleton for {target} does not load ({exc}); nothing was written") from None
+    write_atomic(path, text)
     return path
 
 
@@ -116,12 +127,14 @@ def verify(directory: str, use_cache: bool = True) -> Verification:
     conflict with another patch shows here exactly as the runtime would see it.
     """
     result = Verification()
-    vetted, refusals = trust.vet_directory(directory)
-    result.findings += [Finding(path, False, why) for path, why in refusals]
-    if vetted is None:
+    try:
+        with trust.open_hotfix_directory(directory, PHASE_FOLDERS) as opened:
+            empty = not opened.patch_files(PHASE_FOLDERS)
+    except trust.Refused as exc:
+        result.findings.append(Finding(directory, False, str(exc)))
         return result
-    if not list(patch_files(vetted.root)):
-        result.findings.append(Finding(str(vetted.root), False, "no patch_*.py files (layout: DIR/<phase>/patch_*.py)"))
+    if empty:
+        result.findings.append(Finding(directory, False, "no patch_*.py files (layout: DIR/<phase>/patch_*.py)"))
         return result
     settings = Settings.from_env()
     dirs = list(settings.hotfix_dirs)
@@ -163,6 +176,19 @@ def verify(directory: str, use_cache: bool = True) -> Verification:
 
 
 def write_manifest(directory: Path) -> Path:
-    """(Re)write ``SHA256SUMS`` for every patch file, in the format ``sha256sum -c`` reads."""
-    lines = [f"{trust.sha256_of(p)}  {p.relative_to(directory)}" for p in patch_files(directory)]
+    """(Re)write ``SHA256SUMS`` for every patch file, in the format ``sha256sum -c`` reads. Files are read
+    as the loader reads them (no symlink followed, a FIFO refused at once), and the manifest is written
+    without following a link planted at its name."""
+    if not directory.is_dir():
+        raise OverlayError(f"{directory} is not a directory; give the hotfix directory (the one that holds "
+                           "<phase>/patch_*.py)")
+    files = list(patch_files(directory))
+    if not files:
+        raise OverlayError(f"{directory} holds no patch_*.py files (layout: DIR/<phase>/patch_*.py); nothing to sign")
+    try:
+        lines = [f"{hashlib.sha256(trust.read_regular(str(p))).hexdigest()}  {p.relative_to(directory)}" for p in files]
+    except trust.Refused as exc:
+        raise OverlayError(f"cannot sign: {exc}") from None
+    # Replaced by a rename (core/files.py): a link or FIFO planted at the manifest's name is replaced,
+    # never followed or opened.
     return write_atomic(directory / trust.MANIFEST_NAME, "\n".join(lines) + "\n", mode=0o644)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,9 @@ def _verify(args: argparse.Namespace) -> int:
     from ascend_overlay.cli import term
     from ascend_overlay.cli.authoring import verify
 
-    directory = str(Path(args.dir).resolve())
+    # Made absolute, never resolved: a symlink on the way is judged as the runtime meets it (resolving it
+    # here would check wherever it pointed at this moment, and not the directory holding the link).
+    directory = os.path.abspath(args.dir)
     result = verify(directory, use_cache=not args.no_cache)
     if args.json:
         print(json.dumps({"directory": directory, "ok": result.ok,
@@ -43,7 +46,11 @@ def _verify(args: argparse.Namespace) -> int:
 def _manifest(args: argparse.Namespace) -> int:
     from ascend_overlay.cli.authoring import write_manifest
 
-    print(write_manifest(Path(args.dir).resolve()))
+    try:
+        print(write_manifest(Path(args.dir).resolve()))
+    except OverlayError as exc:
+        print(f"ascend-overlay hotfix manifest: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -21,7 +21,7 @@ __all__ = ["Edit", "EditKind", "Patch", "Phase", "Targeted", "parse_target"]
 
 
 KNOWN_REQUIREMENTS = ("npu", "torch_npu")
-REQUIREMENT_PREFIXES = ("dist:", "patch:")
+REQUIREMENT_PREFIXES = ("dist:", "patch:", "module:")
 
 
 def parse_target(target: str) -> tuple[str, tuple[str, ...]]:
@@ -132,7 +132,8 @@ class Patch:
             if req not in KNOWN_REQUIREMENTS and not req.startswith(REQUIREMENT_PREFIXES):
                 raise PatchDeclarationError(
                     f"patch {self.name!r}: unknown requirement {req!r}; known: "
-                    f"{', '.join(KNOWN_REQUIREMENTS)}, dist:<vllm distribution>, patch:<patch name>")
+                    f"{', '.join(KNOWN_REQUIREMENTS)}, dist:<vllm distribution>, patch:<patch name>, "
+                    f"module:<importable module>")
 
     # -- declaring edits -------------------------------------------------------------------------
 

@@ -5,13 +5,18 @@ process, on which host. Each process writes snapshots as its phases fire; the la
 is its state. A record is appended whole or not at all: one ``O_APPEND`` write under an exclusive
 ``flock`` (so processes appending at once never interleave), and a write cut short (a full disk, a
 file-size limit) is truncated away again and raised, so a reader never meets half a line.
+
+The report file is the user's own: it is never written through a symlink, never a file another user
+created, created readable by its owner only, and its lock is waited for a bounded time (``open_report``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -138,17 +143,108 @@ def _npu_mode() -> str | None:
     return npu_mode()
 
 
-def append_jsonl(path: str, record: dict[str, Any]) -> None:
-    """Append one record as one line, whole or not at all; raises OSError when it cannot."""
-    data = memoryview((json.dumps(record, sort_keys=True, default=str) + "\n").encode())
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        try:
-            import fcntl
+LOCK_WAIT_S = 2.0  # the most a process waits for the report's lock before it skips the line
 
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except (ImportError, OSError):
-            pass
+
+class ReportRefused(OSError):
+    """The report path is not a file this user may append to (another user's, a link, a FIFO, relative)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class ReportBusy(OSError):
+    """Another process held the report's lock for longer than the bounded wait; the line was skipped."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def open_report(path: str) -> int:
+    """Open the report file for appending, only if it is this user's own regular file; created 0600.
+
+    The path is often in a directory others can write: ``O_NOFOLLOW`` keeps a planted symlink from
+    steering the lines into a file of someone else's choosing, ``O_NONBLOCK`` keeps a planted FIFO from
+    hanging start-up, and the ``fstat`` of the opened descriptor refuses a file another user created
+    there first (they could read every line), anything but a regular file, and a hard link (a second
+    name for one of this user's files, made by someone who wants it written to).
+    """
+    if not os.path.isabs(path):
+        raise ReportRefused(errno.EINVAL, "a relative report path is refused (it would land in each process's own "
+                                          "working directory); give an absolute path")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        # Refusals come in several errnos (a symlink: ELOOP, or EACCES in a sticky directory; a FIFO with
+        # no reader: ENXIO; a directory: EISDIR): what lies there says which.
+        try:
+            st = os.lstat(path)
+        except OSError:
+            raise exc from None
+        why = _not_own_file(st)
+        if why is None:
+            raise
+        raise ReportRefused(exc.errno or errno.EPERM, why) from None
+    try:
+        st = os.fstat(fd)
+        why = _not_own_file(st)
+        if why is not None:
+            raise ReportRefused(errno.EPERM, why)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _not_own_file(st: os.stat_result) -> str | None:
+    """Why a report path's file is not one this user may append to, or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return "it is a symlink; the report must be a file of your own"
+    if stat.S_ISFIFO(st.st_mode):
+        return "it is a FIFO; the report must be a regular file of your own"
+    if stat.S_ISDIR(st.st_mode):
+        return "it is a directory; the report must be a regular file of your own"
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file; the report must be a regular file of your own"
+    if st.st_uid != os.geteuid():
+        return (f"it is owned by uid {st.st_uid}, not you (uid {os.geteuid()}): someone else created it; use a path "
+                "under a directory only you can write (e.g. the service's own state directory)")
+    if st.st_nlink > 1:
+        return f"it has {st.st_nlink} hard links: another name for it could be a file of yours it must not write to"
+    return None
+
+
+def _lock(fd: int, wait: float) -> None:
+    """Take the report's lock, waiting at most ``wait`` seconds: a reader holding it (anyone who can open
+    the file can) must never hold up a vLLM start-up for longer than that."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    deadline = time.monotonic() + max(wait, 0.0)
+    pause = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise ReportBusy(errno.EWOULDBLOCK, f"another process held its lock for more than {wait:g} s; "
+                                                    "this line was skipped") from None
+            time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+            pause = min(pause * 2, 0.1)
+        except OSError:
+            return  # a file system without flock: append without it, as before
+
+
+def append_jsonl(path: str, record: dict[str, Any], wait: float = LOCK_WAIT_S) -> None:
+    """Append one record as one line, whole or not at all; raises OSError when it cannot
+    (``ReportRefused``: not a file of this user's; ``ReportBusy``: the lock was held past ``wait``)."""
+    data = memoryview((json.dumps(record, sort_keys=True, default=str) + "\n").encode())
+    fd = open_report(path)
+    try:
+        _lock(fd, wait)
         start = os.fstat(fd).st_size
         try:
             while data:

@@ -1,4 +1,5 @@
-"""Checks for what a patch ``requires``: an NPU, torch_npu, a vLLM distribution, another patch.
+"""Checks for what a patch ``requires``: an NPU, torch_npu, a vLLM distribution, another patch, an
+importable module.
 
 Each check is as cheap as it can be made, because the answer "no NPU here" is computed in every
 process of every run on machines without one: ``find_spec`` answers before anything heavy imports.
@@ -10,6 +11,7 @@ import functools
 import importlib.util
 from collections.abc import Callable
 
+from ascend_overlay.core import locate
 from ascend_overlay.core.vllm_version import vllm_distribution_name
 
 
@@ -52,4 +54,8 @@ def unmet(requirements: tuple[str, ...], applied: Callable[[str], bool], *,
                 return f"requires vLLM distribution {wanted} (installed: {found or 'none'})"
         if req.startswith("patch:") and not applied(req[len("patch:"):]):
             return f"requires patch {req[len('patch:'):]} to be applied"
+        if req.startswith("module:") and not locate.importable(req[len("module:"):]):
+            # Found without importing: an optional dependency of vLLM (Ray) is answered in microseconds,
+            # and a module that is absent is reported as such, not as a failure of its importer.
+            return f"requires module {req[len('module:'):]}, which is not installed here"
     return None

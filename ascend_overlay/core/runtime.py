@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from typing import Any
 
 from ascend_overlay.core import applier, drops, import_hooks, report, toggles
@@ -39,7 +40,9 @@ class Overlay:
         self.active = True
         self._lock = threading.RLock()
         self._import_hooks: list[tuple[str, Any]] = []
-        self._report_failed = False
+        self._report_refused = False                 # the report path is not the user's own file
+        self._report_warned: set[type[OSError]] = set()  # one warning per kind of report failure
+        self._report_wait_left = report.LOCK_WAIT_S  # the lock wait this process may still spend
         self.report = report.ProcessReport(vllm=str(self.version) if self.version else None,
                                            vllm_dist=vllm_distribution_name(), strict=settings.strict)
 
@@ -196,6 +199,7 @@ class Overlay:
         """In a forked child: keep the parent's patches (they are already in memory), start a new report."""
         parent = self.report
         self._lock = threading.RLock()  # a lock held by another parent thread at fork time never frees
+        self._report_wait_left = report.LOCK_WAIT_S  # a new process: its own bounded wait
         self.report = report.ProcessReport(vllm=parent.vllm, vllm_dist=parent.vllm_dist, strict=parent.strict,
                                            doors=["fork"], forked_from=parent.pid,
                                            problems=list(parent.problems))
@@ -227,15 +231,30 @@ class Overlay:
         return f"pid={self.report.pid} role={self.report.role}"
 
     def emit(self, event: str) -> None:
-        if not self.settings.report_path:
+        """Append this process's snapshot to the report file, if one was asked for. A path that is not
+        the user's own file is refused once and the run goes on without a report; the report's lock
+        is waited for at most ``report.LOCK_WAIT_S`` over the whole process, so no one holding it can
+        hold up a start-up for longer."""
+        path = self.settings.report_path
+        if not path or self._report_refused:
             return
+        started = time.monotonic()
         try:
-            report.append_jsonl(self.settings.report_path, self.report.snapshot(event))
+            report.append_jsonl(path, self.report.snapshot(event), wait=self._report_wait_left)
+        except report.ReportRefused as exc:
+            self._report_refused = True
+            self._report_warning(f"report refused: {path} ({REPORT}): {exc}; the run goes on without a report", exc)
+        except report.ReportBusy as exc:
+            self._report_warning(f"report line skipped: {path} ({REPORT}): {exc}", exc, strict_raises=False)
         except OSError as exc:
-            message = f"cannot write the report to {self.settings.report_path} ({REPORT}): {exc}"
-            if self.settings.strict:
-                raise OverlayError(message) from exc
-            if not self._report_failed:
-                self._report_failed = True
-                # Printed whatever the log level: the report is output the user asked for.
-                sys.stderr.write(f"WARNING [ascend_overlay] [{self._who()}] {message}\n")
+            self._report_warning(f"cannot write the report to {path} ({REPORT}): {exc}", exc)
+        finally:
+            self._report_wait_left = max(0.0, self._report_wait_left - (time.monotonic() - started))
+
+    def _report_warning(self, message: str, exc: OSError, *, strict_raises: bool = True) -> None:
+        if self.settings.strict and strict_raises:
+            raise OverlayError(message) from exc
+        if type(exc) not in self._report_warned:
+            self._report_warned.add(type(exc))
+            # Printed whatever the log level: the report is output the user asked for.
+            sys.stderr.write(f"WARNING [ascend_overlay] [{self._who()}] {message}\n")

@@ -58,9 +58,16 @@ def parse_flag(raw: str) -> bool:
     raise ValueError(", ".join(_TRUE) + " (on) or " + ", ".join(v or "''" for v in _FALSE) + " (off)")
 
 
+def split_names(raw: str) -> tuple[str, ...]:
+    """The one reading of a list of names, wherever the overlay takes one (these variables, the pytest
+    plugin's options and marker, ``make upstream-tests PATCHES=``): separated by commas, with semicolons
+    and spaces read as commas too, so ``a;b`` is always two names and never one unknown name."""
+    return tuple(part for part in re.split(r"[,;\s]+", raw.strip()) if part)
+
+
 def parse_names(raw: str) -> tuple[str, ...]:
     """Patch names separated by commas (spaces and semicolons tolerated); ``*`` stands for all."""
-    names = tuple(part for part in re.split(r"[,;\s]+", raw.strip()) if part)
+    names = split_names(raw)
     bad = [name for name in names if not _NAME.match(name)]
     if bad:
         raise ValueError(f"a comma-separated list of patch names (lower_snake_case) or *; "
@@ -94,6 +101,15 @@ def parse_directory(raw: str) -> str | None:
     if not os.path.isdir(path):
         raise ValueError(f"a directory ({path} is not one)")
     return text
+
+
+def parse_report_path(raw: str) -> str | None:
+    """An absolute path: a relative one would land in each process's own working directory."""
+    text = raw.strip()
+    if text and not os.path.isabs(text):
+        raise ValueError("an absolute file path (a relative one lands in each process's working directory), "
+                         "e.g. under the service's own state directory")
+    return text or None
 
 
 @dataclass(frozen=True)
@@ -142,8 +158,9 @@ VARIABLES: tuple[Variable, ...] = (
              "turns the overlay on in this process and every process it starts"),
     Variable(STRICT, False, parse_flag, "1/true/yes/on or 0/false/no/off/''",
              "a broken patch, refused hotfix or bad setting stops the process instead of being skipped"),
-    Variable(REPORT, None, parse_text, "a file path",
-             "append one JSON line per process event to this file"),
+    Variable(REPORT, None, parse_report_path, "an absolute file path",
+             "append one JSON line per process event to this file (your own file, created 0600; "
+             "keep it under the service's own state directory, not /tmp)"),
     Variable(ENABLE, (), parse_names, "comma-separated patch names, or *", "patches to switch on"),
     Variable(DISABLE, (), parse_names, "comma-separated patch names, or *",
              "patches to switch off (a name here beats ENABLE)"),

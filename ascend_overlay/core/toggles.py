@@ -7,10 +7,11 @@ ENABLE, then the patch's declared default. So ``DISABLE=*`` with ``ENABLE=x`` ru
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 
 from ascend_overlay.core.errors import ConfigError
-from ascend_overlay.core.settings import DISABLE, ENABLE
+from ascend_overlay.core.settings import DISABLE, ENABLE, split_names
 from ascend_overlay.core.vocabulary import Decision, Reason
 
 
@@ -20,7 +21,10 @@ def unknown_name_error(variable: str, names: tuple[str, ...], unknown: str, know
     hint = f"unknown patch {unknown!r}"
     if close:
         hint += f"; did you mean {close[0]!r}?"
-    return ConfigError(variable, ",".join(names), "patch names from `ascend-overlay list`: " + ", ".join(known), hint)
+    # Quote the value as it was written when the environment holds it, not as it was re-joined.
+    raw = os.environ.get(variable)
+    shown = raw if raw is not None and split_names(raw) == names else ",".join(names)
+    return ConfigError(variable, shown, "patch names from `ascend-overlay list`: " + ", ".join(known), hint)
 
 
 def validate(enable: tuple[str, ...], disable: tuple[str, ...], known: Iterable[str]) -> list[ConfigError]:

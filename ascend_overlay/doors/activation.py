@@ -18,9 +18,9 @@ import sys
 import threading
 
 from ascend_overlay.core import phases
-from ascend_overlay.core.errors import OverlayError
+from ascend_overlay.core.errors import ConfigError, OverlayError
 from ascend_overlay.core.runtime import Overlay
-from ascend_overlay.core.settings import STRICT, Settings
+from ascend_overlay.core.settings import ACTIVATE, STRICT, Settings
 from ascend_overlay.core.vocabulary import LogLevel
 
 log = logging.getLogger("ascend_overlay")
@@ -64,7 +64,7 @@ def activate(door: str = "api", settings: Settings | None = None) -> Overlay | N
         if not settings.enabled:
             if settings.activation_problem is not None and not _warned_unreadable:
                 _warned_unreadable = True
-                _report_not_active(settings.activation_problem)
+                _report_unreadable(settings.activation_problem)
             return None
         try:
             _configure_logging(settings)
@@ -100,6 +100,13 @@ def _report_not_active(exc: BaseException) -> None:
     kind = "configuration error" if isinstance(exc, OverlayError) else f"bootstrap error ({type(exc).__name__})"
     sys.stderr.write(f"WARNING [ascend_overlay] overlay not active in pid {os.getpid()}: {kind}: {exc}; "
                      f"vLLM continues without it (set {STRICT}=1 to fail instead)\n")
+
+
+def _report_unreadable(exc: ConfigError) -> None:
+    """``VLLM_ASCEND_OVERLAY`` itself cannot be read: neither reading is safe to guess, so the overlay
+    stays off whatever strict mode says, and the advice is the value to write, not strict mode."""
+    sys.stderr.write(f"WARNING [ascend_overlay] overlay not active in pid {os.getpid()}: {exc}; vLLM continues "
+                     f"without it: set {ACTIVATE}=1 to turn the overlay on, or {ACTIVATE}=0 (or unset it) for off\n")
 
 
 def deactivate() -> None:

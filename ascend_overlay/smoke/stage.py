@@ -121,7 +121,8 @@ def run_stage(name: str, model: ModelInfo, flags: list[str], options: StageOptio
         progress.say(label, f"not run: {result.reason}")
         return result
     log_path = options.out_dir / f"{name}.log"
-    report_path = options.out_dir / f"{name}.report.jsonl"
+    # Absolute: the overlay refuses a relative report path (it would land in each process's own directory).
+    report_path = options.out_dir.absolute() / f"{name}.report.jsonl"
     report_path.unlink(missing_ok=True)
     env = dict(options.env)
     env["VLLM_ASCEND_OVERLAY_REPORT"] = str(report_path)

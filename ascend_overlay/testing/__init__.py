@@ -44,8 +44,11 @@ _STASH = pytest.StashKey[dict[str, Any]]()
 def _names(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
     if not value:
         return ()
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return tuple(n.strip() for n in items if n and n.strip())
+    from ascend_overlay.core.settings import split_names
+
+    if isinstance(value, str):
+        return split_names(value)
+    return tuple(name for item in value for name in split_names(item))
 
 
 def _phases(value: str | tuple[str, ...] | list[str] | None, where: str) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ascend_overlay.core.errors import OverlayError
+from ascend_overlay.core.settings import split_names
 from ascend_overlay.core.vocabulary import Phase
 
 # Hub names vLLM's offline-runnable tests build configs from (``facebook/opt-125m`` is the scheduler
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if args.test_timeout:
         extra = [f"--timeout={args.test_timeout}", *extra]
-    patches = tuple(n.strip() for n in args.patches.split(",") if n.strip())
+    patches = split_names(args.patches)
     if args.keyword:
         extra += ["-k", args.keyword]
     try:

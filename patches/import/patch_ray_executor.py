@@ -6,6 +6,9 @@ from ascend_overlay import Patch
 PATCH = Patch(
     name="ray_workers_overlay_legacy",
     phase="import",
+    # Without Ray, vLLM's Ray executor module cannot even be imported (its annotations name Ray's types),
+    # and vLLM runs without it: so does this patch, skipped as a requirement, not reported as broken.
+    requires=("module:ray",),
     vllm=">=0.32,<0.33",  # vLLM 0.33 removed vllm/v1/executor/ray_executor.py (found by main2main's check)
     why=("vLLM's legacy Ray executor builds its worker actors' Ray runtime environment in "
          "_update_noset_device_env_vars and copies the driver's VLLM_* variables only once the actors exist: "

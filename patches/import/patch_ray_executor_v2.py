@@ -5,6 +5,9 @@ from ascend_overlay import Patch
 PATCH = Patch(
     name="ray_workers_overlay",
     phase="import",
+    # Without Ray, vLLM's Ray executor module cannot even be imported (its annotations name Ray's types),
+    # and vLLM runs without it: so does this patch, skipped as a requirement, not reported as broken.
+    requires=("module:ray",),
     vllm=">=0.32,<0.34",
     why=("Ray starts vLLM's workers in Ray's own processes. On a cluster started by a plain `ray start` they "
          "lack the overlay's variables until RayWorkerProc.initialize_worker copies the driver's VLLM_* "

@@ -21,11 +21,22 @@ from typing import Any
 from ascend_overlay.core.reliance.model import Hit, HitStatus
 
 _PARSED: dict[tuple[str, int, int], ast.Module | None] = {}
+# Patch files as they were executed: read once by the loader, through a checked descriptor. What ran
+# is what is read for relied-on names, and the file is not opened again (by then it could hold other bytes).
+_EXECUTED: dict[str, ast.Module] = {}
 _TRIVIAL_MODULES = ("builtins", "abc", "typing", "typing_extensions")
 
 
+def remember(path: str, tree: ast.Module) -> None:
+    """The tree of a patch file the loader executed, read instead of the file from now on."""
+    _EXECUTED[path] = tree
+
+
 def parse_file(path: str) -> ast.Module | None:
-    """A file's AST, parsed once per process (keyed by path, size and mtime, so edits are seen)."""
+    """A file's AST, parsed once per process (keyed by path, size and mtime, so edits are seen); for
+    an executed patch file, the tree that was executed."""
+    if path in _EXECUTED:
+        return _EXECUTED[path]
     try:
         st = os.stat(path)
     except OSError:

@@ -16,6 +16,7 @@ import os
 import sys
 
 REFUSED_EXIT = 78  # EX_CONFIG
+_said_shadowed = False  # a venv's site-packages is often processed twice (lib and its lib64 link): say it once
 
 
 def _is_overlay_cli() -> bool:
@@ -74,6 +75,10 @@ def _record_refusal(message: str) -> None:
 def _say_if_sitecustomize_is_shadowed() -> None:
     """Our sitecustomize on PYTHONPATH after someone else's never runs; say so once, since the
     package's start-up line has activated the overlay anyway."""
+    global _said_shadowed
+    if _said_shadowed:
+        return
+    _said_shadowed = True
     import importlib.machinery
 
     from ascend_overlay.doors.bootstrap import precompile
