@@ -11,6 +11,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import REPO  # noqa: E402
 
+# pytest-xdist's workers export COLUMNS=80 and LINES=24: every command a test starts would then fit its
+# tables to 80 columns, as no command run by CI (no terminal, no COLUMNS) ever does.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Files that start real vLLM processes first: with one file per worker (``--dist loadfile``), the
