@@ -15,6 +15,11 @@ from harness import REPO  # noqa: E402
 # tables to 80 columns, as no command run by CI (no terminal, no COLUMNS) ever does.
 for _size in ("COLUMNS", "LINES"):
     os.environ.pop(_size, None)
+# vLLM's CPU backend pins each worker's OpenMP threads to core 0 ("auto" binding, one core reserved):
+# the suite runs several vLLM instances at once, which would all queue on that one core while the
+# others idle. Thread placement is vLLM's business on a real machine, not what these tests prove.
+os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -17,7 +17,7 @@ from ascend_overlay.serving import server as serving
 from ascend_overlay.serving.server import BIN, SERVE_ARGS, alive, descendants, free_port, wait_gone
 
 __all__ = ["BIN", "SERVE_ARGS", "VllmServer", "alive", "wait_gone", "descendants", "free_port", "REPO", "base_env",
-           "run_offline", "report_by_role", "outcome", "build_wheel", "fresh_python"]
+           "run_offline", "report_by_role", "outcome", "build_wheel", "fresh_python", "run_cli", "run_python"]
 
 REPO = Path(__file__).resolve().parent.parent
 # The tests' vLLM runs eagerly: torch.compile of the tiny model costs ~40 s cold per distinct config on
@@ -83,6 +83,20 @@ def run_offline(model: Path, env: dict[str, str], tmp: Path, prompts: list[str],
     if proc.returncode != 0:
         raise RuntimeError(f"offline generation failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(out.read_text()), proc.stderr
+
+
+def run_python(code: str, env: dict[str, str], *interpreter_args: str,
+               timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter of this environment (``interpreter_args`` before ``-c``)."""
+    return subprocess.run([sys.executable, *interpreter_args, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``ascend-overlay ARGS`` as a user runs it (the overlay's variables cleared unless ``env`` says)."""
+    return subprocess.run([str(BIN / "ascend-overlay"), *args], capture_output=True, text=True, timeout=timeout,
+                          env=env or base_env(overlay=False), cwd=cwd)
 
 
 def report_by_role(path: Path) -> dict[str, list[dict[str, Any]]]:

@@ -63,3 +63,10 @@ def write_patch(directory: Path, phase: str, filename: str, body: str) -> Path:
         p.chmod(0o755)
     path.chmod(0o644)
     return path
+
+
+def one_patch_dir(tmp_path: Path, body: str, phase: str = "import") -> Path:
+    """A hotfix directory holding one patch file, ``<phase>/patch_fault.py``, with ``body``."""
+    directory = tmp_path / "hf"
+    write_patch(directory, phase, "patch_fault.py", body)
+    return directory

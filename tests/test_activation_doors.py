@@ -11,27 +11,25 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from harness import BIN, REPO, base_env
-from synthetic import write_patch
+from harness import BIN, REPO, base_env, run_cli, run_python
+from synthetic import one_patch_dir, write_patch
+
+from ascend_overlay.core import report
 
 MODULES = "import sys, json; print(json.dumps(sorted(sys.modules)))"
 
 
-def _python(code: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *args, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-
-
 def test_off_imports_nothing_an_empty_interpreter_lacks() -> None:
-    bare = json.loads(_python(MODULES, base_env(overlay=False)).stdout)
-    installed_off = _python(MODULES, base_env(overlay=False, PYTHONPATH=str(REPO)))
+    bare = json.loads(run_python(MODULES, base_env(overlay=False)).stdout)
+    installed_off = run_python(MODULES, base_env(overlay=False, PYTHONPATH=str(REPO)))
     assert installed_off.stderr == ""
     assert set(json.loads(installed_off.stdout)) - set(bare) == {"sitecustomize"}
 
 
 def test_non_vllm_program_runs_unaffected_with_overlay_on() -> None:
     code = "import json, sys; print(json.dumps({'a': [1, 2]})); print('vllm' in sys.modules)"
-    on = _python(code, base_env(overlay=True))
-    off = _python(code, base_env(overlay=False))
+    on = run_python(code, base_env(overlay=True))
+    off = run_python(code, base_env(overlay=False))
     assert on.returncode == 0 and on.stdout == off.stdout == '{"a": [1, 2]}\nFalse\n'
     assert on.stderr == "", on.stderr
 
@@ -43,7 +41,7 @@ def test_users_sitecustomize_still_runs(tmp_path: Path, overlay: bool) -> None:
     (user_site / "sitecustomize.py").write_text("import builtins\nbuiltins.USER_SITE_RAN = True\n")
     env = base_env(overlay=overlay)
     env["PYTHONPATH"] = f"{REPO}:{user_site}"
-    out = _python("import builtins, sys; print(getattr(builtins, 'USER_SITE_RAN', False), "
+    out = run_python("import builtins, sys; print(getattr(builtins, 'USER_SITE_RAN', False), "
                   "'ascend_overlay.doors.activation' in sys.modules)", env)
     assert out.stdout.split() == ["True", str(overlay)], out.stderr
 
@@ -65,25 +63,25 @@ def test_run_door_sets_the_environment_for_children(tmp_path: Path) -> None:
 
 def test_bad_settings_are_reported_not_raised_unless_strict() -> None:
     code = "from ascend_overlay.doors import activation; print('host ran', activation.current() is not None)"
-    bad = _python(code, base_env(overlay=True, VLLM_ASCEND_OVERLAY_ENABLE="good,bad name!"))
+    bad = run_python(code, base_env(overlay=True, VLLM_ASCEND_OVERLAY_ENABLE="good,bad name!"))
     assert bad.returncode == 0 and bad.stdout == "host ran True\n"
     assert "VLLM_ASCEND_OVERLAY_ENABLE='good,bad name!' is not valid" in bad.stderr
     assert "pid=" in bad.stderr and "role=main" in bad.stderr
-    strict = _python(code, base_env(overlay=True, VLLM_ASCEND_OVERLAY_ENABLE="good,bad name!",
+    strict = run_python(code, base_env(overlay=True, VLLM_ASCEND_OVERLAY_ENABLE="good,bad name!",
                                     VLLM_ASCEND_OVERLAY_STRICT="1"))
     assert strict.returncode == 78 and "host ran" not in strict.stdout
     assert "ascend-overlay (strict): refusing to start" in strict.stderr and "ConfigError" in strict.stderr
 
 
 def test_bad_activation_value_names_the_variable() -> None:
-    out = _python("print('ok')", base_env(overlay=False, VLLM_ASCEND_OVERLAY="maybe", PYTHONPATH=str(REPO)))
+    out = run_python("print('ok')", base_env(overlay=False, VLLM_ASCEND_OVERLAY="maybe", PYTHONPATH=str(REPO)))
     assert out.stdout == "ok\n"
     assert "VLLM_ASCEND_OVERLAY='maybe' is not valid; accepted values: 1, true, yes, on" in out.stderr
 
 
 @pytest.mark.parametrize("strict", ["", "1"])
 def test_an_unreadable_activation_value_advises_the_value_to_write_not_strict_mode(strict: str) -> None:
-    out = _python("print('ok')", base_env(overlay=False, VLLM_ASCEND_OVERLAY="2", VLLM_ASCEND_OVERLAY_STRICT=strict,
+    out = run_python("print('ok')", base_env(overlay=False, VLLM_ASCEND_OVERLAY="2", VLLM_ASCEND_OVERLAY_STRICT=strict,
                                           PYTHONPATH=str(REPO)))
     assert out.returncode == 0 and out.stdout == "ok\n"  # strict mode does not refuse it: the overlay is off
     assert out.stderr.count("WARNING") == 1, out.stderr
@@ -98,12 +96,12 @@ def test_a_shadowed_sitecustomize_is_said_once(tmp_path: Path) -> None:
     (user_site / "sitecustomize.py").write_text("")
     env = base_env(overlay=True)
     env["PYTHONPATH"] = os.pathsep.join([str(user_site), str(REPO)])
-    out = _python("pass", env)
+    out = run_python("pass", env)
     assert out.stderr.count("shadows ascend-overlay's sitecustomize") == 1, out.stderr
 
 
 def test_unknown_toggle_is_reported_with_nearest_match() -> None:
-    out = _python("print('ok')", base_env(overlay=True, VLLM_ASCEND_OVERLAY_DISABLE="vllm_cli_version_metadat"))
+    out = run_python("print('ok')", base_env(overlay=True, VLLM_ASCEND_OVERLAY_DISABLE="vllm_cli_version_metadat"))
     assert out.stdout == "ok\n"
     assert "did you mean 'vllm_cli_version_metadata'" in out.stderr
 
@@ -137,7 +135,7 @@ def test_forked_child_inherits_without_reapplying(tmp_path: Path) -> None:
             os._exit(0)
         os.waitpid(pid, 0)
     ''')
-    out = _python(code, base_env(overlay=True, VLLM_ASCEND_OVERLAY_PATH=str(tmp_path / "hotfix"),
+    out = run_python(code, base_env(overlay=True, VLLM_ASCEND_OVERLAY_PATH=str(tmp_path / "hotfix"),
                                  VLLM_ASCEND_OVERLAY_LOG="off"))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"pid_ok": True, "from_ok": True, "status": "inherited", "depth": 1,
@@ -159,3 +157,31 @@ def test_concurrent_report_appends_never_interleave(tmp_path: Path) -> None:
     assert len(lines) == 1200
     records = [json.loads(line) for line in lines]
     assert {r["pid"] for r in records} == {p.pid for p in procs}
+
+
+def test_a_foreign_sitecustomize_first_on_the_path_no_longer_switches_the_overlay_off(tmp_path: Path) -> None:
+    user_site = tmp_path / "user_site"
+    user_site.mkdir()
+    (user_site / "sitecustomize.py").write_text("import builtins\nbuiltins.USER_SITE_RAN = True\n")
+    env = base_env(overlay=True)
+    env["PYTHONPATH"] = os.pathsep.join([str(user_site), str(REPO)])
+    out = run_python("import builtins; from ascend_overlay.doors import activation; "
+                  "print(builtins.USER_SITE_RAN, activation.current().report.doors)", env)
+    assert out.stdout.split(None, 1) == ["True", "['pth']\n"], out.stderr
+    assert f"{user_site / 'sitecustomize.py'} comes first on the path and shadows ascend-overlay's" in out.stderr
+
+
+def test_a_strict_refusal_is_one_clear_line_recorded_and_status_still_explains(tmp_path: Path) -> None:
+    directory = one_patch_dir(tmp_path, "PATCH = (\n")
+    report_path = tmp_path / "report.jsonl"
+    env = base_env(overlay=True, VLLM_ASCEND_OVERLAY_STRICT="1", VLLM_ASCEND_OVERLAY_PATH=str(directory),
+                   VLLM_ASCEND_OVERLAY_REPORT=str(report_path))
+    out = run_python("print('ran')", env)
+    assert out.returncode == 78 and out.stdout == ""
+    assert "Traceback" not in out.stderr and "Fatal Python error" not in out.stderr
+    first = out.stderr.splitlines()[0]
+    assert first.startswith("ascend-overlay (strict): refusing to start") and "syntax error" in first
+    refused = [r for r in report.read_jsonl(str(report_path)) if r["event"] == "refused"]
+    assert refused and "syntax error" in refused[0]["problems"][0]["message"]
+    status = run_cli("status", env=env)
+    assert status.returncode == 1 and "syntax error" in status.stdout

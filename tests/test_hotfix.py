@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import BIN, base_env
-from synthetic import write_patch
+from harness import BIN, base_env, run_cli, run_python
+from synthetic import one_patch_dir, write_patch
 
 from ascend_overlay.cli.authoring import verify, write_manifest
 from ascend_overlay.core import trust
@@ -118,15 +118,10 @@ def test_obsolete_hotfix_moves_with_vllm_version(tmp_path: Path) -> None:
     assert older["status"] == "would apply"
 
 
-def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "ascend-overlay"), *args], capture_output=True, text=True, timeout=180,
-                          env=base_env(overlay=False), cwd=cwd)
-
-
 def test_hotfix_new_then_verify(tmp_path: Path) -> None:
     hf = tmp_path / "hf"
     hf.mkdir(mode=0o755)
-    made = _cli("hotfix", "new", "sampler_fix", "--target", "vllm.v1.sample.sampler.Sampler.forward", "--dir", str(hf))
+    made = run_cli("hotfix", "new", "sampler_fix", "--target", "vllm.v1.sample.sampler.Sampler.forward", "--dir", str(hf))
     assert made.returncode == 0, made.stderr
     path = Path(made.stdout.strip())
     assert path == hf / "worker" / "patch_v1_sample_sampler.py"
@@ -136,16 +131,16 @@ def test_hotfix_new_then_verify(tmp_path: Path) -> None:
     from ascend_overlay.core.contract import fingerprint
 
     assert f"contract={fingerprint(Sampler.forward)!r}" in text  # pinned from the live target
-    todo = _cli("hotfix", "verify", str(hf))
+    todo = run_cli("hotfix", "verify", str(hf))
     assert todo.returncode == 1 and "TODO left in why, remove_when, upstream" in todo.stdout
     path.write_text(text.replace('"TODO: the bug, how it shows, and why this change fixes it"', '"a real reason"')
                     .replace('"TODO: link to the upstream issue or pull request"', '"https://example.invalid/1"')
                     .replace('"TODO: e.g. once every deployment runs a vLLM with the fix (set fixed_in)"', '"0.34"'))
-    ok = _cli("hotfix", "verify", str(hf))
+    ok = run_cli("hotfix", "verify", str(hf))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "sampler_fix: ok (worker phase; would apply)" in ok.stdout
     path.write_text(path.read_text().replace("predict_bonus_token=False", "predict_bonus_token=True"))
-    drift = _cli("hotfix", "verify", str(hf))
+    drift = run_cli("hotfix", "verify", str(hf))
     assert drift.returncode == 1
     assert "changed predict_bonus_token=True -> predict_bonus_token=False" in drift.stdout
 
@@ -165,7 +160,7 @@ def test_verify_reports_each_bad_file(tmp_path: Path) -> None:
     messages = {Path(f.path).name: f.message for f in result.findings}
     assert "Sampler.forward_v9 does not exist" in messages["patch_missing.py"]
     assert "syntax error at line" in messages["patch_syntax.py"]
-    assert _cli("hotfix", "verify", str(tmp_path / "nope")).returncode == 1
+    assert run_cli("hotfix", "verify", str(tmp_path / "nope")).returncode == 1
     assert trust.trust_problem(tmp_path / "nope").endswith("nope does not exist")
 
 
@@ -205,3 +200,85 @@ def test_hotfix_manifest_on_a_missing_directory_is_an_error_not_a_traceback(
     assert main(["hotfix", "manifest", str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err == (f"ascend-overlay hotfix manifest: {tmp_path / 'nope'} is not a directory; give "
                                        "the hotfix directory (the one that holds <phase>/patch_*.py)\n")
+
+
+@pytest.mark.parametrize("raised", ["SystemExit(3)", "KeyboardInterrupt()"])
+def test_a_hotfix_that_raises_systemexit_never_stops_a_program(tmp_path: Path, raised: str) -> None:
+    directory = one_patch_dir(tmp_path, f"raise {raised}\n")
+    out = run_python("print(1)", base_env(overlay=True, VLLM_ASCEND_OVERLAY_PATH=str(directory)))
+    assert out.returncode == 0 and out.stdout == "1\n", out.stderr
+    assert f"{directory / 'import' / 'patch_fault.py'}: patch refused: raised while loading" in out.stderr
+
+
+def test_a_hotfix_importing_vllm_at_module_level_is_refused(tmp_path: Path) -> None:
+    directory = one_patch_dir(tmp_path, '''
+        import vllm.envs
+
+        PATCH = Patch(name="heavy", phase="import", vllm=">=0", why="w", remove_when="r")
+        PATCH.replace_value("json:dumps", None)
+    ''')
+    out = run_python("import sys; print('vllm' in sys.modules)",
+                  base_env(overlay=True, VLLM_ASCEND_OVERLAY_PATH=str(directory)))
+    assert out.stdout == "False\n", "loading the hotfix imported vLLM into a plain Python program"
+    assert "imports vllm.envs at module level (line 3)" in out.stderr and "move the import inside" in out.stderr
+
+
+def test_an_indirect_heavy_import_is_refused_too(tmp_path: Path) -> None:
+    helper = tmp_path / "helpers_pkg"
+    helper.mkdir()
+    (helper / "__init__.py").write_text("import torch\n")
+    directory = one_patch_dir(tmp_path, '''
+        import helpers_pkg  # noqa: F401
+
+        PATCH = Patch(name="indirect", phase="import", vllm=">=0", why="w", remove_when="r")
+        PATCH.replace_value("json:dumps", None)
+    ''')
+    env = base_env(overlay=True, VLLM_ASCEND_OVERLAY_PATH=str(directory))
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(tmp_path)])
+    out = run_python("from ascend_overlay.doors import activation; print(activation.current().catalog.names())", env)
+    assert "'indirect'" not in out.stdout
+    assert "loading it imported torch" in out.stderr
+
+
+def test_hotfix_new_with_an_unknown_target_is_a_clear_error(tmp_path: Path) -> None:
+    out = run_cli("hotfix", "new", "x_fix", "--target", "vllm.v1.sample.sampler.Sampler.no_such_method",
+               "--dir", str(tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "cannot pin vllm.v1.sample.sampler.Sampler.no_such_method" in out.stderr
+
+
+def test_refusals_and_skips_say_what_to_do_next(tmp_path: Path) -> None:
+    from ascend_overlay.cli.authoring import write_manifest
+    from ascend_overlay.core.catalog import load_catalog
+
+    directory = tmp_path / "hf"
+    signed = write_patch(directory, "platform", "patch_signed.py", '''
+        PATCH = Patch(name="signed", phase="platform", vllm=">=0", why="w", remove_when="r")
+        PATCH.replace_value("json:dumps", None)
+    ''')
+    write_manifest(directory)
+    signed.write_text(signed.read_text() + "# edited\n")
+    write_patch(directory, "platform", "patch_unlisted.py", '''
+        PATCH = Patch(name="unlisted", phase="platform", vllm=">=0", why="w", remove_when="r")
+        PATCH.replace_value("json:loads", None)
+    ''')
+    messages = {Path(p.path).name: p.message for p in load_catalog([str(directory)], builtin=False,
+                                                                    entry_points=False).problems}
+    assert f"re-sign with: ascend-overlay hotfix manifest {directory}" in messages["patch_signed.py"]
+    assert f"sign it with: ascend-overlay hotfix manifest {directory}" in messages["patch_unlisted.py"]
+    assert "sha256sum" not in messages["patch_unlisted.py"]
+
+    drift_dir = tmp_path / "drift"
+    write_patch(drift_dir, "platform", "patch_drift.py", '''
+        PATCH = Patch(name="drifted", phase="platform", vllm=">=0", why="w", remove_when="r")
+
+        @PATCH.replace("json:dumps", contract="(obj, *, pretty)")
+        def dumps(obj):
+            return ""
+    ''')
+    code = ("from ascend_overlay.doors import activation; from ascend_overlay.core import phases\nphases.fire('platform')\n"
+            "o = activation.current().report.outcomes['drifted']\nprint(o.code, '|', o.hint)")
+    out = run_python(code, base_env(overlay=True, VLLM_ASCEND_OVERLAY_PATH=str(drift_dir)))
+    assert out.stdout.startswith("drift | if the new shape suits the patch, add it to compatible=(...)"), out.stderr
+    warning = next(line for line in out.stderr.splitlines() if "drifted skipped" in line)
+    assert "pid=" in warning and "role=main" in warning and "compatible=(...)" in warning

@@ -13,13 +13,12 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from harness import REPO
+from harness import REPO, run_python
 
 PROBE = Path(__file__).resolve().parent / "npu_sim_probe.py"
 
@@ -30,11 +29,6 @@ def sim_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.update(extra)
     return env
-
-
-def run_python(code: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 class Sections(dict):

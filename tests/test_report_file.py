@@ -5,6 +5,7 @@ hold up a start-up for longer than the bounded wait. Refused, the run goes on wi
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import stat
 import subprocess
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import pytest
 import race_harness
-from harness import base_env
+from harness import REPO, base_env, run_python
 
 from ascend_overlay.core import report
+from ascend_overlay.core.runtime import Overlay
 from ascend_overlay.core.settings import Settings
+from ascend_overlay.core.vocabulary import Phase
 
 # A start-up that writes two report lines (two phases fire) and prints how long firing took.
 TWO_LINES = textwrap.dedent('''
@@ -214,3 +217,37 @@ def test_a_second_user_holding_the_lock_delays_a_start_up_by_at_most_the_bounded
     assert report.LOCK_WAIT_S <= firing < report.LOCK_WAIT_S + 1.5, out.stderr
     assert out.stderr.count("report line skipped") == 1
     assert [r["pid"] for r in report.read_jsonl(str(path))] == [1]
+
+
+def test_a_report_write_cut_short_leaves_no_partial_line(tmp_path: Path) -> None:
+    path = tmp_path / "report.jsonl"
+    code = textwrap.dedent(f'''
+        import resource
+        from ascend_overlay.core.report import append_jsonl
+        append_jsonl({str(path)!r}, {{"pid": 1, "pad": "x" * 100}})
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300))   # the file system fills up mid-record
+        try:
+            append_jsonl({str(path)!r}, {{"pid": 2, "pad": "y" * 1000}})
+        except OSError as exc:
+            print("refused:", exc.errno)
+    ''')
+    out = run_python(code, base_env(overlay=False, PYTHONPATH=str(REPO)))
+    assert out.stdout.startswith("refused:"), out.stdout + out.stderr
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["pid"] == 1
+    assert report.read_jsonl(str(path))[0]["pid"] == 1
+
+
+@pytest.mark.parametrize("log_level", ["off", "info"])
+def test_a_report_that_cannot_be_written_is_never_silent(tmp_path: Path, log_level: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    unwritable = str(tmp_path / "no-such-dir" / "report.jsonl")
+    overlay = Overlay(Settings(enabled=True, report_path=unwritable, log_level=log_level))
+    try:
+        overlay.run_phase(Phase.ENGINE_CORE)
+        assert "cannot write the report" in capsys.readouterr().err
+        strict = Overlay(Settings(enabled=True, strict=True, report_path=unwritable, log_level=log_level))
+        with pytest.raises(Exception, match="cannot write the report"):
+            strict.run_phase(Phase.ENGINE_CORE)
+    finally:
+        overlay.deactivate()

@@ -12,6 +12,7 @@ import pytest
 from harness import BIN, base_env
 
 from ascend_overlay.cli.report_html import render
+from ascend_overlay.core import report
 from ascend_overlay.core.report import Outcome, ProcessReport
 from ascend_overlay.core.report_view import NOT_RUN, load, view
 from ascend_overlay.core.vocabulary import Phase, Reason, Role, Status
@@ -169,3 +170,11 @@ def test_a_cached_wheel_is_found_by_its_file_name(tmp_path: Path) -> None:
     assert matrix.cached_wheel("0.33.0", wheels).name == "vllm-0.33.0-cp38-abi3-linux_x86_64.whl"
     assert matrix.cached_wheel("0.33", wheels) is not None, "0.33 and 0.33.0 are one version"
     assert matrix.cached_wheel("0.34.0", wheels) is None
+
+
+def test_the_reader_survives_a_damaged_file(tmp_path: Path) -> None:
+    path = tmp_path / "report.jsonl"
+    path.write_text('{"pid": 1, "role": "main"}\n{"pid": 2, "ro\n[1, 2]\n{"pid": 3}\n')
+    bad: list[int] = []
+    assert [r["pid"] for r in report.read_jsonl(str(path), bad)] == [1, 3]
+    assert bad == [2, 3]

@@ -294,3 +294,20 @@ def test_the_owner_rule_holds_for_every_file_and_directory_kind(tmp_path: Path) 
         trust.open_directory("hf")
     with pytest.raises(trust.Refused, match="is not a directory"):
         trust.open_directory(str(hf / "platform" / "patch_json.py"))
+
+
+def test_advice_for_a_symlinked_hotfix_directory_never_chmods_through_the_link(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp: writable by everyone, sticky
+    link = tmp_path / "hotfixes"
+    link.symlink_to(shared)
+    problem = trust.trust_problem(link)
+    assert f"{link} (a symlink to {shared.resolve()})" in problem
+    assert "do not chmod it" in problem and "chmod go-w" not in problem
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(0o775)
+    other_link = tmp_path / "loose-link"
+    other_link.symlink_to(loose)
+    assert trust.trust_problem(other_link).endswith(f"run: chmod go-w {loose.resolve()}")
