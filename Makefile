@@ -28,13 +28,13 @@ demo: setup
 demo-npu: setup
 	$(BIN)/ascend-overlay demo --simulate-npu
 
-# What CI runs (.ci/run): lint, types, then every test, one test file per worker on every core (a file's
-# shared vLLM server stays one server); the slowest ten are listed at the end.
+# What CI runs (.ci/run): lint, types, then every test spread over the cores (tests sharing a module's
+# vLLM server stay on one worker: tests/conftest.py); the slowest ten are listed at the end.
 # One worker more than the cores: a vLLM test spends seconds waiting (start-up polls, vLLM's shutdown
-# timeouts), which the extra worker fills. TEST_WORKERS=1 runs the suite in one process.
+# timeouts), which the extra worker fills. TEST_WORKERS=0 runs the suite in one process, without xdist.
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(6, (os.cpu_count() or 1) + 1))")
 test: lint
-	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile --durations=10
+	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup --durations=10
 
 lint: setup
 	$(BIN)/ruff check .

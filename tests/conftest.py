@@ -22,10 +22,17 @@ os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files that start real vLLM processes first: with one file per worker (``--dist loadfile``), the
-    long ones must not be left for the end, when the other workers have nothing left to do. A stable
-    sort, so every worker collects the same order (xdist requires it)."""
+    """How the suite spreads over workers (``--dist loadgroup``): tests that share a module-scoped
+    fixture (one vLLM server for a whole file, a vLLM tree read once) form one group that one worker
+    runs; every other test goes to whichever worker is free, so a file of independent vLLM tests is
+    spread out rather than queued on one worker. Tests that start vLLM come first, so the long ones are
+    not left for the end. A stable sort: every worker collects the same order (xdist requires it)."""
+    for item in items:
+        definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(d.scope in ("module", "package", "class") for defs in definitions.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
     items.sort(key=lambda item: 0 if item.get_closest_marker("e2e") is not None else 1)
 
 

@@ -38,3 +38,10 @@ def test_the_version_is_written_once_and_the_changelog_heads_with_it(repo: Path)
     written = [p for p in (repo / "ascend_overlay").rglob("*.py")
                if re.search(r"^__version__\s*=", p.read_text(), re.M)]
     assert [p.relative_to(repo).as_posix() for p in written] == ["ascend_overlay/__init__.py"]
+
+
+def test_every_test_file_is_on_the_tests_map(repo: Path) -> None:
+    """tests/README.md is how a newcomer finds the tests of a behaviour: every test file is on it."""
+    page = (repo / "tests" / "README.md").read_text()
+    missing = [p.name for p in sorted((repo / "tests").glob("test_*.py")) if f"`{p.name}`" not in page]
+    assert missing == []

@@ -1,6 +1,6 @@
 """Apply: the overlay's state in one process, and the one path every patch takes into vLLM.
 
-For every patch, whatever its phase or source: plan (``planning.plan``), preflight its targets, apply
+For every patch, whatever its phase or source: plan (``planning.plan``), precheck its targets, apply
 all its edits atomically (``applier``), record the outcome (``report``). Phases reach this module
 only through ``phases.fire``, which activation plugs into ``Overlay.run_phase``. Nothing here raises
 into vLLM unless strict mode was asked for; every problem is reported with the process's pid and
@@ -127,7 +127,7 @@ class Overlay:
         return name in self.applied
 
     def apply(self, patch: Patch) -> bool:
-        """Plan, preflight and apply one patch, then record the outcome. Applying twice is a no-op."""
+        """Plan, precheck and apply one patch, then record the outcome. Applying twice is a no-op."""
         if patch.name in self.applied:
             return True
         decision = plan(patch, self.context)

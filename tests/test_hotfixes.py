@@ -1,4 +1,5 @@
-"""Issue 4: hotfix sources, trust (ownership, modes, manifest), expiry, and the authoring tools."""
+"""Hotfixes: where they come from (directories, entry-point packages), what loading one may never do
+(stop the program, import vLLM), when they expire, and writing, verifying and signing them."""
 
 from __future__ import annotations
 
