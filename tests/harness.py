@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ascend_overlay.serving import server as serving
-from ascend_overlay.serving.server import BIN, SERVE_ARGS, alive, descendants, free_port, wait_gone
+from ascend_overlay.serving.server import BIN, KV_CACHE_BYTES, SERVE_ARGS, alive, descendants, free_port, wait_gone
 
-__all__ = ["BIN", "SERVE_ARGS", "VllmServer", "alive", "wait_gone", "descendants", "free_port", "REPO", "base_env",
+__all__ = ["BIN", "KV_CACHE_BYTES", "SERVE_ARGS", "VllmServer", "alive", "wait_gone", "descendants", "free_port", "REPO", "base_env",
            "run_offline", "report_by_role", "outcome", "build_wheel", "fresh_python", "run_cli", "run_python"]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ OFFLINE_SCRIPT = textwrap.dedent('''
     if __name__ == "__main__":
         model, out, max_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3])
         prompts = json.loads(sys.argv[4])
-        llm = LLM(model=model, load_format="dummy", gpu_memory_utilization=0.3, max_model_len=256,
+        llm = LLM(model=model, load_format="dummy", kv_cache_memory_bytes=256 * 2**20, max_model_len=256,
                   max_num_seqs=8, seed=0, enforce_eager=True)
         params = SamplingParams(temperature=0, max_tokens=max_tokens, ignore_eos=True)
         outs = llm.generate(prompts, params)

@@ -1,5 +1,6 @@
 """Against real vLLM processes: activation in every process, phases in the right
-process, observable effects from outside, the vllm CLI hotfix, and overlay-off == stock."""
+process, observable effects from outside, and the vllm CLI hotfix (overlay off: test_e2e_overlay_off.py;
+the plugin door alone: test_e2e_plugin_door.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,8 @@ from harness import (
     SERVE_ARGS,
     VllmServer,
     base_env,
-    fresh_python,
     outcome,
-    pip_install,
     report_by_role,
-    run_offline,
     trusted_copy,
     wait_gone,
 )
@@ -87,41 +85,3 @@ def test_vllm_command_fails_without_overlay(tiny_model: Path) -> None:
                         capture_output=True, text=True, timeout=120)
     assert on.returncode == 0, on.stderr[-2000:]
     assert on.stdout.strip().splitlines()[-1] == "0.32.0"
-
-
-def test_overlay_off_is_stock(tiny_model: Path, tmp_path: Path) -> None:
-    """Installed (on PYTHONPATH, general plugin registered) but off: same tokens, nothing applied."""
-    report = tmp_path / "report.jsonl"
-    stock, _ = run_offline(tiny_model, base_env(overlay=False), tmp_path, PROMPTS)
-    off_env = base_env(overlay=False, PYTHONPATH=str(REPO), VLLM_ASCEND_OVERLAY_REPORT=str(report))
-    off, off_log = run_offline(tiny_model, off_env, tmp_path, PROMPTS)
-    assert off == stock
-    assert not report.exists(), "the overlay wrote a report while off"
-    assert "ascend_overlay" not in off_log
-    # In-process engine core and worker (no child process): the main process fires all three phases.
-    on, on_log = run_offline(tiny_model, base_env(overlay=True, VLLM_ASCEND_OVERLAY_REPORT=str(report),
-                                                  VLLM_ENABLE_V1_MULTIPROCESSING="0"), tmp_path, PROMPTS)
-    assert on == stock, "the built-in patches changed generations on CPU"
-    roles = report_by_role(report)
-    assert list(roles) == ["main"]
-    assert roles["main"][0]["phases"] == ["platform", "engine_core", "worker"]
-    assert "ascend-overlay: role=main" in on_log
-
-
-def test_plugin_door_alone_reaches_every_process(tiny_model: Path, tmp_path: Path, overlay_wheel: Path) -> None:
-    """Installed as a plain path entry (``pip install --target``, or a Ray runtime environment's
-    modules), where Python runs neither the package's start-up line nor our sitecustomize, the
-    vllm.general_plugins entry point and the engine-core target still activate every process."""
-    python = fresh_python(tmp_path / "venv")
-    pip_install(overlay_wheel, target=tmp_path / "target")
-    report = tmp_path / "report.jsonl"
-    env = base_env(overlay=False, VLLM_ASCEND_OVERLAY="1", VLLM_ASCEND_OVERLAY_REPORT=str(report),
-                   PYTHONPATH=str(tmp_path / "target"))
-    run_offline(tiny_model, env, tmp_path, PROMPTS[:1], max_tokens=2, python=python)
-    roles = report_by_role(report)
-    main, core, worker = roles["main"][0], roles["engine_core"][0], roles["worker"][0]
-    assert main["doors"][0] == "general_plugin" and main["phases"] == ["platform"]
-    assert core["doors"][0] == "engine_core_target" and core["phases"] == ["engine_core"]
-    assert worker["doors"][0] == "general_plugin" and worker["phases"] == ["worker"]
-    # The worker's phase came from the plugin door, which recognised vLLM's declared caller.
-    assert worker["fired_from"] == {"worker": "general plugin door, inside WorkerWrapperBase.init_worker"}

@@ -18,11 +18,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from harness import VllmServer, base_env, outcome, report_by_role, wait_gone
+from harness import KV_CACHE_BYTES, VllmServer, base_env, outcome, report_by_role, wait_gone
 
 pytestmark = pytest.mark.e2e
 
 MAX_NUM_SEQS = 2
+# The long requests keep rank 0 at capacity while the short one reaches rank 1: most of the 256 tokens
+# of context (with 96, a loaded machine delivered the short request after rank 0 had finished).
+LONG_TOKENS = 224
 
 
 def _complete(server: VllmServer, rank: int, max_tokens: int, done: dict, key: str) -> None:
@@ -44,10 +47,10 @@ def test_dp_engine_cores_run_the_override_and_balance_scheduling_freezes_admissi
     env = base_env(overlay=True, VLLM_ASCEND_OVERLAY_REPORT=str(report), VLLM_ASCEND_OVERLAY_ENABLE="balance_scheduling",
                    VLLM_ASCEND_OVERLAY_BALANCE_STATS=str(stats))
     done: dict[str, tuple[int, int, float]] = {}
-    flags = ["--data-parallel-size", "2", "--max-num-seqs", str(MAX_NUM_SEQS), "--gpu-memory-utilization", "0.1",
+    flags = ["--data-parallel-size", "2", "--max-num-seqs", str(MAX_NUM_SEQS), "--kv-cache-memory-bytes", str(KV_CACHE_BYTES),
              "--enforce-eager"]
     with VllmServer(tiny_moe_model, env, extra_args=flags, timeout=360) as server:
-        longs = [threading.Thread(target=_complete, args=(server, 0, 96, done, f"long{i}")) for i in range(2)]
+        longs = [threading.Thread(target=_complete, args=(server, 0, LONG_TOKENS, done, f"long{i}")) for i in range(2)]
         for thread in longs:
             thread.start()
         deadline = time.monotonic() + 120
@@ -61,7 +64,8 @@ def test_dp_engine_cores_run_the_override_and_balance_scheduling_freezes_admissi
         children = server.children
     assert wait_gone(children) == []
 
-    assert {k: v[:2] for k, v in done.items()} == {"long0": (200, 96), "long1": (200, 96), "short": (200, 4)}
+    assert {k: v[:2] for k, v in done.items()} == {"long0": (200, LONG_TOKENS), "long1": (200, LONG_TOKENS),
+                                                   "short": (200, 4)}
     # The idle rank held its request back, with a free slot, while rank 0 was full ...
     held = [r for r in _lines(stats) if r["dp_rank"] == 1 and r["frozen"] and r["waiting"] >= 1
             and r["running"] < MAX_NUM_SEQS]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import BIN, VllmServer, alive, base_env, free_port, outcome, wait_gone
+from harness import BIN, KV_CACHE_BYTES, VllmServer, alive, base_env, free_port, outcome, wait_gone
 
 from ascend_overlay.core.report import latest_per_process, read_jsonl
 from ascend_overlay.serving.server import session_members
@@ -37,7 +37,8 @@ if shutil.which("ray", path=str(BIN)) is None:
                 allow_module_level=True)
 
 KERNEL_PATCHES = ("npu_silu_and_mul", "npu_rms_norm", "npu_rotary_embedding")
-SERVE_ARGS = ["--load-format", "dummy", "--gpu-memory-utilization", "0.3", "--max-model-len", "256",
+SERVE_ARGS = ["--load-format", "dummy", "--gpu-memory-utilization", "0.3", "--kv-cache-memory-bytes", str(KV_CACHE_BYTES),
+              "--max-model-len", "256",
               "--max-num-seqs", "4", "--seed", "0", "--enforce-eager", "--dtype", "bfloat16",
               "--distributed-executor-backend", "ray", "--tensor-parallel-size", "2"]
 MAX_TOKENS = 8

@@ -312,7 +312,7 @@ OFFLINE = textwrap.dedent('''
     if __name__ == "__main__":
         model, out = sys.argv[1], sys.argv[2]
         work = json.loads(sys.argv[3])
-        llm = LLM(model=model, load_format="dummy", gpu_memory_utilization=0.3, max_model_len=256,
+        llm = LLM(model=model, load_format="dummy", kv_cache_memory_bytes=256 * 2**20, max_model_len=256,
                   max_num_seqs=8, max_num_batched_tokens=64, enable_prefix_caching=False, seed=0,
                   enforce_eager=True)
         prompts = [{"prompt_token_ids": ids} for ids, _ in work]

@@ -22,9 +22,13 @@ import psutil
 
 BIN = Path(sys.executable).parent
 # CPU-backend settings measured on the project's machines (see shared/VLLM_FACTS.md): the default
-# gpu_memory_utilization (0.92 of NUMA memory) fails there; 0.3 works.
-SERVE_ARGS = ["--load-format", "dummy", "--gpu-memory-utilization", "0.3", "--max-model-len", "256",
-              "--max-num-seqs", "8", "--seed", "0"]
+# gpu_memory_utilization (0.92 of NUMA memory) fails there; 0.3 works. The tiny model's KV cache is
+# sized explicitly, 256 MiB (262,144 tokens for a 256-token context): from the utilization alone vLLM
+# reserves and zeroes 0.3 of the machine's memory (~7 GiB here) at every start, ~3.5 s of system time,
+# and three servers at once nearly fill the machine.
+KV_CACHE_BYTES = 256 * 2**20
+SERVE_ARGS = ["--load-format", "dummy", "--gpu-memory-utilization", "0.3", "--kv-cache-memory-bytes",
+              str(KV_CACHE_BYTES), "--max-model-len", "256", "--max-num-seqs", "8", "--seed", "0"]
 
 
 def free_port() -> int:
