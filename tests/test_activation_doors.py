@@ -185,3 +185,20 @@ def test_a_strict_refusal_is_one_clear_line_recorded_and_status_still_explains(t
     assert refused and "syntax error" in refused[0]["problems"][0]["message"]
     status = run_cli("status", env=env)
     assert status.returncode == 1 and "syntax error" in status.stdout
+
+
+def test_setup_leaves_bytecode_for_every_module_the_overlay_imports_in_a_vllm_process() -> None:
+    """With PYTHONDONTWRITEBYTECODE=1 Python never caches our modules itself, so every vLLM process
+    would compile them again: precompile (run by ``make setup`` and ``ascend-overlay run``) writes it."""
+    import importlib.util
+
+    from ascend_overlay.doors.bootstrap import precompile
+
+    precompile.precompile()
+    code = ("import sys, vllm; print('\\n'.join(sorted(m.__file__ for m in list(sys.modules.values())"
+            " if m.__name__.startswith('ascend_overlay') and getattr(m, '__file__', None))))")
+    loaded = run_python(code, base_env(overlay=True, PYTHONDONTWRITEBYTECODE="1")).stdout.split()
+    assert len(loaded) > 20, loaded
+    for source in map(Path, loaded):
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        assert cached.exists() and cached.stat().st_mtime >= source.stat().st_mtime, source
