@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ascend_overlay.core.files import cache_dir
 from ascend_overlay.main2main.sources import SourceError, staged_tree
-from ascend_overlay.testing.sdist import fetch_sdist
+from ascend_overlay.testing.sdist import fetch_sdist, open_sdist
 
 NAME = "vllm-ascend"
 VERSION = "0.23.0"   # the newest release whose sdist was read for the formats (December 2026)
@@ -37,21 +37,16 @@ def reference_tree(version: str = VERSION) -> Path:
     if (target / _COMPLETE).is_file():
         return target
     archive_path = fetch_sdist(version, NAME)
-    with staged_tree(target, archive_path) as staging:
-        try:
-            archive = tarfile.open(archive_path)
-        except (tarfile.TarError, OSError) as exc:
-            raise SourceError(f"{archive_path}: not a readable sdist ({exc}); delete it and fetch it again") from None
-        with archive:
-            for member in archive.getmembers():
-                _, _, inner = member.name.partition("/")   # sdists hold one top directory: vllm_ascend-X/
-                if not member.isfile() or not _wanted(inner) or ".." in Path(inner).parts:
-                    continue
-                member.name = inner
-                if hasattr(tarfile, "data_filter"):   # Python >= 3.10.12: refuse links and devices too
-                    archive.extract(member, staging, filter="data")
-                else:
-                    archive.extract(member, staging)
-            if not (staging / LOADER).is_file() or not (staging / SUPPORTED_MODELS).is_file():
-                raise SourceError(f"{archive_path}: no {LOADER} or {SUPPORTED_MODELS} in this sdist")
+    with staged_tree(target, archive_path) as staging, open_sdist(archive_path) as archive:
+        for member in archive.getmembers():
+            _, _, inner = member.name.partition("/")   # sdists hold one top directory: vllm_ascend-X/
+            if not member.isfile() or not _wanted(inner) or ".." in Path(inner).parts:
+                continue
+            member.name = inner
+            if hasattr(tarfile, "data_filter"):   # Python >= 3.10.12: refuse links and devices too
+                archive.extract(member, staging, filter="data")
+            else:
+                archive.extract(member, staging)
+        if not (staging / LOADER).is_file() or not (staging / SUPPORTED_MODELS).is_file():
+            raise SourceError(f"{archive_path}: no {LOADER} or {SUPPORTED_MODELS} in this sdist")
     return target

@@ -78,31 +78,34 @@ def fetch_sdist(version: str, name: str = "vllm") -> Path:
     return target
 
 
+def open_sdist(archive_path: Path) -> tarfile.TarFile:
+    """The sdist as a tar archive, or one line saying what to do about a damaged download."""
+    try:
+        return tarfile.open(archive_path)
+    except (tarfile.TarError, OSError) as exc:
+        raise SourceError(f"{archive_path}: not a readable sdist ({exc}); delete it and fetch it again") from None
+
+
 def upstream_tree(version: str, name: str = "vllm", sdist: Path | None = None) -> Path:
     """A directory holding vLLM's ``tests/`` and ``pyproject.toml`` of ``version`` (unpacked once)."""
     target = cache_dir() / "upstream" / f"{name}-{version}"
     if (target / _COMPLETE).is_file():
         return target
     archive_path = sdist or fetch_sdist(version, name)
-    with staged_tree(target, archive_path) as staging:
-        try:
-            archive = tarfile.open(archive_path)
-        except (tarfile.TarError, OSError) as exc:
-            raise SourceError(f"{archive_path}: not a readable sdist ({exc}); delete it and fetch it again") from None
-        with archive:
-            prefix = f"{name}-{version}/"
-            members = [m for m in archive.getmembers()
-                       if (m.name.startswith(prefix + "tests/") or m.name == prefix + "pyproject.toml")
-                       and (m.isfile() or m.isdir())]
-            if not any(m.name.startswith(prefix + "tests/") for m in members):
-                raise SourceError(f"{archive_path}: no tests/ directory in this sdist")
-            filtered = hasattr(tarfile, "data_filter")  # Python >= 3.10.12: refuse links out, devices, modes
-            for member in members:
-                member.name = member.name[len(prefix):]
-                if member.name.startswith("/") or ".." in Path(member.name).parts:
-                    raise SourceError(f"{archive_path}: refusing the unsafe member {member.name!r}")
-                if filtered:
-                    archive.extract(member, staging, filter="data")
-                else:
-                    archive.extract(member, staging)
+    with staged_tree(target, archive_path) as staging, open_sdist(archive_path) as archive:
+        prefix = f"{name}-{version}/"
+        members = [m for m in archive.getmembers()
+                   if (m.name.startswith(prefix + "tests/") or m.name == prefix + "pyproject.toml")
+                   and (m.isfile() or m.isdir())]
+        if not any(m.name.startswith(prefix + "tests/") for m in members):
+            raise SourceError(f"{archive_path}: no tests/ directory in this sdist")
+        filtered = hasattr(tarfile, "data_filter")  # Python >= 3.10.12: refuse links out, devices, modes
+        for member in members:
+            member.name = member.name[len(prefix):]
+            if member.name.startswith("/") or ".." in Path(member.name).parts:
+                raise SourceError(f"{archive_path}: refusing the unsafe member {member.name!r}")
+            if filtered:
+                archive.extract(member, staging, filter="data")
+            else:
+                archive.extract(member, staging)
     return target
