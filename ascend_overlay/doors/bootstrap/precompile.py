@@ -39,5 +39,6 @@ def precompile() -> list[Path]:
 
 
 if __name__ == "__main__":
-    for path in precompile():
-        print(f"wrote {path}")
+    written = precompile()
+    if written:
+        print(f"wrote the bytecode of {len(written)} file{'' if len(written) == 1 else 's'} under {PACKAGE.parent}")
