@@ -44,6 +44,13 @@ def _trusted_temp_root() -> str:
 tempfile.tempdir = _trusted_temp_root()  # pytest's tmp_path is made under tempfile.gettempdir()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _server_logs_where_pytest_prunes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from harness import VllmServer
+
+    VllmServer.log_dir = tmp_path_factory.mktemp("server-logs")
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama made locally (config + trained tokenizer); served with dummy weights."""

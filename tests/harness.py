@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -27,10 +28,18 @@ TEST_SERVE_ARGS = [*SERVE_ARGS, "--enforce-eager"]
 
 
 class VllmServer(serving.VllmServer):
-    """The serving harness's ``vllm serve``, eager unless the test passes its own ``serve_args``."""
+    """The serving harness's ``vllm serve``, eager unless the test passes its own ``serve_args``; its
+    log in pytest's temporary directory (``log_dir``, set by conftest), which pytest prunes, rather
+    than in a temporary file nothing deletes (tests read the log after the server has stopped)."""
+
+    log_dir: Path | None = None
 
     def __init__(self, model: Path | str, env: dict[str, str], *args: Any, serve_args: list[str] | None = None,
                  **kwargs: Any) -> None:
+        if kwargs.get("log_path") is None and self.log_dir is not None:
+            fd, name = tempfile.mkstemp(prefix="vllm-serve-", suffix=".log", dir=self.log_dir)
+            os.close(fd)
+            kwargs["log_path"] = Path(name)
         super().__init__(model, env, *args, serve_args=TEST_SERVE_ARGS if serve_args is None else serve_args,
                          **kwargs)
 

@@ -13,13 +13,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ascend_overlay.core.files import cache_dir
 from ascend_overlay.serving.server import BIN, VllmServer, wait_gone
 from ascend_overlay.serving.tiny_model import make_tiny_model
 
 
 def default_model_dir() -> Path:
-    cache = Path(os.environ.get("ASCEND_OVERLAY_CACHE", Path.home() / ".cache" / "ascend-overlay"))
-    return cache / "tiny-llama"
+    return cache_dir() / "tiny-llama"
 
 
 def run_demo(model_dir: Path | None = None, prompt: str = "Hello world", max_tokens: int = 12,
@@ -37,7 +37,9 @@ def run_demo(model_dir: Path | None = None, prompt: str = "Hello world", max_tok
         launcher = [str(BIN / "ascend-overlay"), "run", *run_flags, "--", str(BIN / "vllm"), "serve"]
         print(f"[demo] starting: ascend-overlay run {' '.join(run_flags + ['--'])} vllm serve {model} ... "
               f"(about a minute on 2 CPU cores)")
-        server = VllmServer(model, env, command=launcher, extra_args=["--dtype", "bfloat16"] if simulate_npu else [])
+        # The log lives and goes with the demo's directory: a failure prints its tail.
+        server = VllmServer(model, env, command=launcher, extra_args=["--dtype", "bfloat16"] if simulate_npu else [],
+                            log_path=Path(tmp) / "vllm-serve.log")
         try:
             with server:
                 print(f"[demo] vLLM is serving on http://127.0.0.1:{server.port}")
