@@ -268,10 +268,18 @@ def test_local_device_index_uses_the_0_33_helper(monkeypatch):
     assert local_device_index(parallel, 1) == 11 and seen == [1]
 
 
-def test_worker_brings_up_hccl_on_its_npu(torch_npu_double, monkeypatch):
+@pytest.fixture
+def worker_mod():
+    """The NPU worker's module, imported before the torch_npu double is installed: vLLM's config
+    imports transformers, which imports its NPU flash-attention kernels when torch_npu imports."""
+    from ascend_overlay.npu import worker
+
+    return worker
+
+
+def test_worker_brings_up_hccl_on_its_npu(worker_mod, torch_npu_double, monkeypatch):
     """init_device on an NPU machine: the device, the dtype check, and HCCL. The distributed
     bring-up, memory snapshot and model runner need a real NPU and are recorded instead."""
-    from ascend_overlay.npu import worker as worker_mod
     from ascend_overlay.npu.platform import NPUPlatform
 
     # torch_npu names the PrivateUse1 device "npu" on import (once per process, irreversibly);
