@@ -18,7 +18,8 @@ from ascend_overlay.serving import server as serving
 from ascend_overlay.serving.server import BIN, KV_CACHE_BYTES, SERVE_ARGS, alive, descendants, free_port, wait_gone
 
 __all__ = ["BIN", "KV_CACHE_BYTES", "SERVE_ARGS", "VllmServer", "alive", "wait_gone", "descendants", "free_port", "REPO", "base_env",
-           "run_offline", "report_by_role", "outcome", "build_wheel", "fresh_python", "run_cli", "run_python"]
+           "run_offline", "report_by_role", "outcome", "build_wheel", "fresh_python", "run_cli", "run_cli_here",
+           "run_python"]
 
 REPO = Path(__file__).resolve().parent.parent
 # The tests' vLLM runs eagerly: torch.compile of the tiny model costs ~40 s cold per distinct config on
@@ -106,6 +107,33 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     """``ascend-overlay ARGS`` as a user runs it (the overlay's variables cleared unless ``env`` says)."""
     return subprocess.run([str(BIN / "ascend-overlay"), *args], capture_output=True, text=True, timeout=timeout,
                           env=env or base_env(overlay=False), cwd=cwd)
+
+
+def run_cli_here(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``ascend-overlay ARGS`` through the console script's own ``main``, in this process, as
+    ``run_cli`` runs it (the overlay's variables cleared, then ``env`` set). For the commands that
+    import vLLM's modules to judge a hotfix (``hotfix new``, ``hotfix verify``): a fresh interpreter
+    spends ~9 s of CPU importing vLLM each time, which this process has already done; the console
+    script itself is run as a user runs it in test_cli.py."""
+    import contextlib
+    import io
+
+    from ascend_overlay.cli import main
+
+    saved = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.clear()
+        os.environ.update(base_env(overlay=False, **env))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["ascend-overlay", *args], code, out.getvalue(), err.getvalue())
 
 
 def report_by_role(path: Path) -> dict[str, list[dict[str, Any]]]:

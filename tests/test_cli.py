@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import BIN, base_env, run_cli
+from harness import BIN, base_env, run_cli, run_cli_here
 from synthetic import write_patch
 
 import ascend_overlay
@@ -66,12 +66,12 @@ def test_status_fits_the_terminal_width_and_a_pipe_gets_whole_lines() -> None:
 
 def test_hotfix_verify_answers_in_json(tmp_path: Path) -> None:
     directory = tmp_path / "hotfixes"
-    made = run_cli("hotfix", "new", "demo_fix", "--target", "vllm.v1.sample.sampler.Sampler.forward",
+    made = run_cli_here("hotfix", "new", "demo_fix", "--target", "vllm.v1.sample.sampler.Sampler.forward",
                 "--dir", str(directory))
     assert made.returncode == 0, made.stderr
     for path in [directory, *directory.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    out = run_cli("hotfix", "verify", str(directory), "--json")
+    out = run_cli_here("hotfix", "verify", str(directory), "--json")
     data = json.loads(out.stdout)
     assert out.returncode == 1 and data["ok"] is False
     (finding,) = data["findings"]

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import BIN, base_env, run_cli, run_python
+from harness import BIN, base_env, run_cli_here, run_python
 from synthetic import one_patch_dir, write_patch
 
 from ascend_overlay.cli.authoring import verify, write_manifest
@@ -122,7 +122,7 @@ def test_obsolete_hotfix_moves_with_vllm_version(tmp_path: Path) -> None:
 def test_hotfix_new_then_verify(tmp_path: Path) -> None:
     hf = tmp_path / "hf"
     hf.mkdir(mode=0o755)
-    made = run_cli("hotfix", "new", "sampler_fix", "--target", "vllm.v1.sample.sampler.Sampler.forward", "--dir", str(hf))
+    made = run_cli_here("hotfix", "new", "sampler_fix", "--target", "vllm.v1.sample.sampler.Sampler.forward", "--dir", str(hf))
     assert made.returncode == 0, made.stderr
     path = Path(made.stdout.strip())
     assert path == hf / "worker" / "patch_v1_sample_sampler.py"
@@ -132,16 +132,16 @@ def test_hotfix_new_then_verify(tmp_path: Path) -> None:
     from ascend_overlay.core.contract import fingerprint
 
     assert f"contract={fingerprint(Sampler.forward)!r}" in text  # pinned from the live target
-    todo = run_cli("hotfix", "verify", str(hf))
+    todo = run_cli_here("hotfix", "verify", str(hf))
     assert todo.returncode == 1 and "TODO left in why, remove_when, upstream" in todo.stdout
     path.write_text(text.replace('"TODO: the bug, how it shows, and why this change fixes it"', '"a real reason"')
                     .replace('"TODO: link to the upstream issue or pull request"', '"https://example.invalid/1"')
                     .replace('"TODO: e.g. once every deployment runs a vLLM with the fix (set fixed_in)"', '"0.34"'))
-    ok = run_cli("hotfix", "verify", str(hf))
+    ok = run_cli_here("hotfix", "verify", str(hf))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "sampler_fix: ok (worker phase; would apply)" in ok.stdout
     path.write_text(path.read_text().replace("predict_bonus_token=False", "predict_bonus_token=True"))
-    drift = run_cli("hotfix", "verify", str(hf))
+    drift = run_cli_here("hotfix", "verify", str(hf))
     assert drift.returncode == 1
     assert "changed predict_bonus_token=True -> predict_bonus_token=False" in drift.stdout
 
@@ -161,7 +161,7 @@ def test_verify_reports_each_bad_file(tmp_path: Path) -> None:
     messages = {Path(f.path).name: f.message for f in result.findings}
     assert "Sampler.forward_v9 does not exist" in messages["patch_missing.py"]
     assert "syntax error at line" in messages["patch_syntax.py"]
-    assert run_cli("hotfix", "verify", str(tmp_path / "nope")).returncode == 1
+    assert run_cli_here("hotfix", "verify", str(tmp_path / "nope")).returncode == 1
     assert trust.trust_problem(tmp_path / "nope").endswith("nope does not exist")
 
 
@@ -242,7 +242,7 @@ def test_an_indirect_heavy_import_is_refused_too(tmp_path: Path) -> None:
 
 
 def test_hotfix_new_with_an_unknown_target_is_a_clear_error(tmp_path: Path) -> None:
-    out = run_cli("hotfix", "new", "x_fix", "--target", "vllm.v1.sample.sampler.Sampler.no_such_method",
+    out = run_cli_here("hotfix", "new", "x_fix", "--target", "vllm.v1.sample.sampler.Sampler.no_such_method",
                "--dir", str(tmp_path))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "cannot pin vllm.v1.sample.sampler.Sampler.no_such_method" in out.stderr
