@@ -29,13 +29,13 @@ demo-npu: setup
 	$(BIN)/ascend-overlay demo --simulate-npu
 
 # What CI runs (.ci/run): lint, types, then the test files spread over the cores, a file per worker
-# at a time (a file's vLLM server or tree is built once for it; files that start vLLM go first, see
-# tests/conftest.py); the slowest ten are listed at the end. One worker more than the cores: a vLLM
+# at a time (a file's vLLM server or tree is built once for it), the tests that share one server
+# across files together, the longest first (tests/conftest.py); the slowest ten are listed at the end. One worker more than the cores: a vLLM
 # test spends seconds waiting (start-up polls, vLLM's shutdown timeouts), which the extra worker fills.
 # TEST_WORKERS=0 runs the suite in one process, without xdist.
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(6, (os.cpu_count() or 1) + 1))")
 test: lint
-	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10
+	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=10
 
 lint: setup
 	$(BIN)/ruff check .

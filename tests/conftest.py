@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import ast
+import functools
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import served_overlay  # noqa: E402
 from harness import REPO  # noqa: E402
 
 # pytest-xdist's workers export COLUMNS=80 and LINES=24: every command a test starts would then fit its
@@ -22,14 +26,68 @@ os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# The units of work the longest first (their wall seconds alone on two cores, 2026-12-07), so that no long
+# one is left for the end while the other workers idle; the rest follow, e2e files first. Only an order.
+LONGEST_FIRST = (
+    "test_e2e_smoke_failures.py",   # 140 (45 of them a server left hanging on purpose)
+    "test_e2e_npu_sim.py",          # 95
+    "test_e2e_ray.py",              # 80
+    "test_e2e_overlay_off.py",      # 77
+    "test_e2e_smoke.py",            # 77
+    served_overlay.FIXTURE,         # ~65, one compiled vLLM for three files
+    "overlay_wheel",                # ~60, the wheel built once for two files
+    "test_prefill_throttle.py",     # ~60
+    "test_upstream_tests.py",       # 55, one comparison for its two tests
+    "test_e2e_data_parallel.py",    # 53
+    "test_testing_plugin.py",       # 48
+)
+
+
+# Costly session fixtures that tests of several files take: every file whose tests or fixtures take
+# one is scheduled with the others that do, in one worker, so it is built once (a file taking two
+# joins the first).
+SHARED_FIXTURES = (served_overlay.FIXTURE, "overlay_wheel")
+
+
+@functools.cache
+def unit_of(path: str) -> str:
+    """The unit of work the test file ``path`` (relative to the checkout) is scheduled in: the shared
+    fixture it takes, else itself. Read from the file's source: the scheduler runs in xdist's
+    controller, which sees test ids only, never the collected tests."""
+    taken = {arg.arg for node in ast.walk(ast.parse((REPO / path).read_text(encoding="utf-8")))
+             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+             for arg in node.args.args + node.args.kwonlyargs}
+    return next((name for name in SHARED_FIXTURES if name in taken), path)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """How the suite spreads over workers (``--dist loadfile``, a file at a time, so a file's
-    module-scoped vLLM server or tree is built once): files that start vLLM come first, so the long
-    ones are not left for the end (``--no-loadscope-reorder``: xdist's default order, most tests
-    first, put the e2e files, which have few tests each, last). Spreading single tests instead (``loadgroup``) ran more vLLM
-    instances at once on two cores and took longer (15:52 against 11:34). A stable sort: every worker
-    collects the same order (xdist requires it)."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("e2e") is not None else 1)
+    """The order the units reach the workers in (``--no-loadscope-reorder`` keeps it): ``LONGEST_FIRST``,
+    then the files that start vLLM, then the rest. A stable sort: every worker collects the same order
+    (xdist requires it)."""
+    def key(item: pytest.Item) -> tuple[int, int]:
+        unit = unit_of(item.nodeid.split("::", 1)[0]).rsplit("/", 1)[-1]
+        rank = LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
+        return rank, 0 if item.get_closest_marker("e2e") is not None else 1
+
+    items.sort(key=key)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup``, each unit of ``unit_of`` a group: a worker takes a whole file at a time (a
+    file's module-scoped vLLM server or tree is built once), and the files that share a costly session
+    fixture together. Not xdist's own ``loadgroup``: it spreads every test without an
+    ``xdist_group`` mark one by one (a file's module-scoped servers then start once per worker: 15:52
+    against 11:34 for the suite), and with pytest 9.2 it ignores the marks too (pytest-xdist#1386)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid.split("::", 1)[0])
+
+    return UnitScheduling(config, log)
 
 
 def _trusted_temp_root() -> str:
@@ -86,6 +144,12 @@ def tiny_two_rope_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFacto
         torch.set_rng_state(saved)
     model.save_pretrained(target, safe_serialization=True)
     return target
+
+
+@pytest.fixture(scope="session")
+def overlay_served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> served_overlay.OverlayServed:
+    """One ``vllm serve`` with the overlay on, for the tests of three files (tests/served_overlay.py)."""
+    return served_overlay.serve(tiny_model, tmp_path_factory.mktemp("overlay-served"))
 
 
 @pytest.fixture(scope="session")

