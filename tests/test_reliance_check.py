@@ -9,26 +9,22 @@ and for the overlay's own modules (the NPU platform's overrides, the NPU worker'
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from harness import run_cli_here
 from vllm_tree import defining_files, edited_tree, rename
 
 from ascend_overlay.core import reliance
 from ascend_overlay.core.catalog import load_catalog
 
 pytest.importorskip("vllm")
-CLI = [sys.executable, "-m", "ascend_overlay", "check", "--json"]
 
 
 def _check(tree: Path, env: dict[str, str] | None = None) -> tuple[int, dict]:
-    import os
-
-    done = subprocess.run([*CLI, "--vllm", str(tree)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+    """``ascend-overlay check --json --vllm TREE`` (in this process: it reads the tree, imports nothing of it)."""
+    done = run_cli_here("check", "--json", "--vllm", str(tree), **(env or {}))
     assert done.returncode in (0, 1), done.stderr
     return done.returncode, json.loads(done.stdout)
 
