@@ -3,17 +3,21 @@ skip on drift, and conflicts are found at load time."""
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import sys
+import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import wrapt
 from synthetic import forget, write_patch, write_target_package
 
-from ascend_overlay.core import phases
+from ascend_overlay.core import applier, phases
 from ascend_overlay.core.errors import PatchApplyError
+from ascend_overlay.core.patch import Patch
 from ascend_overlay.core.settings import Settings
 from ascend_overlay.core.wrapper import is_overlay_wrapper, original_of
 from ascend_overlay.doors import activation
@@ -409,3 +413,55 @@ def test_a_functools_wraps_copy_of_a_wrapped_method_ships_without_the_overlay(pk
     blob = cloudpickle.dumps(traced)
     assert b"_ascend_overlay_patches" not in blob and b"ascend_overlay" not in blob
     assert cloudpickle.loads(blob)(1) == 20
+
+
+def test_a_wrapped_method_inside_a_compiled_forward_traces_with_fullgraph(tmp_path: Path) -> None:
+    """vLLM compiles the model's forward with ``torch.compile(fullgraph=True)``: a wrap on a method the
+    forward reaches (a layer's ``forward_native`` bound at init, as vLLM's CustomOp does; a quantization
+    method's ``apply`` on a plain object) must be traceable by dynamo, or vLLM stops at its first compile.
+    dynamo cannot trace ``types.MethodType(...)``, which is how the wrapper used to bind the original."""
+    torch = pytest.importorskip("torch")
+    name = f"ovl_compiled_{uuid.uuid4().hex[:8]}"
+    write_target_package(tmp_path / "src", name)
+    (tmp_path / "src" / name / "layers.py").write_text(textwrap.dedent('''
+        import torch
+
+        class Method:
+            def apply(self, x):
+                return x + 1
+
+        class Layer(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.method = Method()
+                self._forward_method = self.forward_native  # bound once, as vLLM's CustomOp does
+
+            def forward_native(self, x):
+                return self.method.apply(x) * 2
+
+            def forward(self, x):
+                return self._forward_method(x) - 1
+    '''))
+    try:
+        layers = importlib.import_module(f"{name}.layers")
+        patch = Patch(name="compiled_wraps", phase="import", vllm=">=0", why="t", remove_when="t")
+
+        @patch.wrap(f"{name}.layers:Method.apply")
+        def add_ten(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            return wrapped(*args, **kwargs) + 10
+
+        @patch.wrap(f"{name}.layers:Layer.forward_native")
+        def negate(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            return -wrapped(*args, **kwargs)
+
+        applied = applier.apply(patch)
+        x = torch.ones(3)
+        torch._dynamo.reset()
+        compiled = torch.compile(layers.Layer(), fullgraph=True, backend="eager")
+        assert compiled(x).tolist() == [-25.0] * 3, "both wrappers ran inside the compiled graph"  # -((1+1+10)*2)-1
+        applied.undo()
+        torch._dynamo.reset()
+        assert torch.compile(layers.Layer(), fullgraph=True, backend="eager")(x).tolist() == [3.0] * 3
+    finally:
+        torch._dynamo.reset()
+        forget(name)

@@ -30,6 +30,7 @@ def test_overlay_on_fires_each_phase_in_its_own_process(overlay_served: OverlayS
     # worker patch (worker process): every sampled token is 42
     assert result["choices"][0]["token_ids"] == [42, 42, 42]
 
+    log = served.log
     roles = report_by_role(served.report)
     assert set(roles) >= {"api_server", "engine_core", "worker"}, roles.keys()
     main, core, worker = roles["api_server"][0], roles["engine_core"][0], roles["worker"][0]
@@ -43,6 +44,9 @@ def test_overlay_on_fires_each_phase_in_its_own_process(overlay_served: OverlayS
     assert outcome(main, "e2e_platform_max_len")["status"] == "applied"
     assert outcome(core, "e2e_engine_core_max_tokens")["status"] == "applied"
     assert outcome(worker, "e2e_worker_forced_token")["status"] == "applied"
+    # a wrap inside the model's forward, which vLLM compiled with fullgraph=True around it
+    assert outcome(worker, "e2e_worker_compiled_wrap")["status"] == "applied"
+    assert "saved AOT compiled function" in log, "the forward was not traced and compiled in this run"
     # each patch only in its own phase's process
     assert outcome(main, "e2e_worker_forced_token") is None
     assert outcome(worker, "e2e_engine_core_max_tokens") is None
@@ -53,7 +57,6 @@ def test_overlay_on_fires_each_phase_in_its_own_process(overlay_served: OverlayS
         assert outcome(rec, "vllm_cli_version_metadata")["source"] == "builtin"
     assert outcome(main, "e2e_platform_max_len")["source"] == f"path:{hotfixes}"
     # the concise line, once per process, in the server log
-    log = served.log
     for role in ("api_server", "engine_core", "worker"):
         assert f"ascend-overlay: role={role} " in log
     assert "Unknown vLLM environment variable detected: VLLM_ASCEND_OVERLAY" not in log

@@ -8,6 +8,12 @@ decided at apply time (the original, how it binds), so a wrapped call costs the 
 one more frame: ``bench/bench_patch_call.py`` measures 2.85x a plain call for a module function and
 3.8x for a method through an instance (its goal of 3x is not met there: docs/benchmarks.md).
 
+A method's original is bound with its own ``__get__``, taken once at apply time, not with
+``types.MethodType``: the two cost the same per call, but torch.compile's tracer (dynamo) cannot trace a
+call of ``MethodType`` and can trace ``__get__``. vLLM compiles the model's forward with
+``fullgraph=True``, so a wrap on any method the forward reaches (a layer's ``forward_native``, a
+quantization method's ``apply``) would otherwise stop vLLM at its first compile.
+
 Why it still behaves as wrapt's did, for patch authors and for the processes it is shipped to:
 
 * the wrapper sees ``wrapper(wrapped, instance, args, kwargs)`` exactly as wrapt gives it, for module
@@ -44,6 +50,7 @@ Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
 # method), and cloudpickle then ships that copy by value, with whatever it holds.
 _GENERATED: weakref.WeakSet[Any] = weakref.WeakSet()
 _CELL = "original"  # the closure variable holding what a generated function calls
+_BIND_CELL = "bind"  # a method's instead: what binds its original (whose ``__self__`` is the original)
 
 
 def install_object(descriptor: Any, wrapper: Wrapper, target: str, *, in_class: bool) -> Any:
@@ -70,11 +77,18 @@ def _module_function(original: Any, wrapper: Wrapper, target: str) -> Any:
 def _method(original: Any, wrapper: Wrapper, target: str) -> Any:
     """A method (or a class method's function): the wrapper gets the method bound to the instance (or
     class) and that instance, as wrapt gives it, whether called through an instance or the class."""
-    bind = types.MethodType
+    bind = _binder(original)
 
     def wrapped_call(self: Any, /, *args: Any, **kwargs: Any) -> Any:
-        return wrapper(bind(original, self), self, args, kwargs)
+        return wrapper(bind(self), self, args, kwargs)
     return _dressed(wrapped_call, original, wrapper, target)
+
+
+def _binder(original: Any) -> Any:
+    """``original.__get__``, bound once: it binds as ``instance.name`` would, and names the original as
+    its ``__self__``. What a method's generated function calls is always a descriptor: the method's
+    function, or after a splice another generated function or a wrapt proxy."""
+    return original.__get__
 
 
 def _dressed(function: Any, original: Any, wrapper: Wrapper, target: str) -> Any:
@@ -100,11 +114,22 @@ def original_of(obj: Any) -> Any:
     function = generated(obj)
     if function is None:
         return obj.__wrapped__
+    if _BIND_CELL in function.__code__.co_freevars:
+        return _cell(function, _BIND_CELL).cell_contents.__self__
     return _cell(function).cell_contents
 
 
-def _cell(function: Any) -> Any:
-    return function.__closure__[function.__code__.co_freevars.index(_CELL)]
+def _cell(function: Any, name: str = _CELL) -> Any:
+    return function.__closure__[function.__code__.co_freevars.index(name)]
+
+
+def _rebind(function: Any, calls: Any) -> None:
+    """Make the generated ``function`` call ``calls`` from its next call on (a splice)."""
+    if _BIND_CELL in function.__code__.co_freevars:
+        _cell(function, _BIND_CELL).cell_contents = _binder(calls)
+    else:
+        _cell(function).cell_contents = calls
+    function.__wrapped__ = calls
 
 
 class NotSpliceable(Exception):
@@ -131,8 +156,7 @@ def remove(current: Any, ours: Any, wrapped: Any, before: Any = _ABSENT) -> Any:
         if function is not None:
             below = original_of(node)
             if below is ours or (ours_function is not None and below is ours_function):
-                _cell(function).cell_contents = calls if below is ours_function else beneath
-                function.__wrapped__ = _cell(function).cell_contents
+                _rebind(function, calls if below is ours_function else beneath)
                 return current
         elif isinstance(node, wrapt.BaseObjectProxy):
             below = node.__wrapped__
