@@ -373,8 +373,10 @@ def test_e2e_prefill_throttle_follows_its_rule_and_keeps_greedy_outputs(tiny_mod
         return json.loads(out.read_text())
 
     stock_record, stats, report = tmp_path / "stock.jsonl", tmp_path / "balanced.jsonl", tmp_path / "report.jsonl"
-    stock = run(base_env(True, VLLM_ASCEND_OVERLAY_PATH=str(hotfix), TEST_SCHEDULE_RECORD=str(stock_record)),
-                "stock")
+    # The stock reference with vLLM's engine in the script's process (one vLLM import, not three); the
+    # throttled run keeps the engine core in its own process, where the rule runs in a deployment.
+    stock = run(base_env(True, VLLM_ASCEND_OVERLAY_PATH=str(hotfix), TEST_SCHEDULE_RECORD=str(stock_record),
+                         VLLM_ENABLE_V1_MULTIPROCESSING="0"), "stock")
     balanced = run(base_env(True, VLLM_ASCEND_OVERLAY_ENABLE="prefill_throttle", **{
         THRESHOLD_VAR: "4", STATS_VAR: str(stats), "VLLM_ASCEND_OVERLAY_REPORT": str(report)}), "balanced")
 
