@@ -417,8 +417,10 @@ def test_a_functools_wraps_copy_of_a_wrapped_method_ships_without_the_overlay(pk
 def test_a_wrapped_method_inside_a_compiled_forward_traces_with_fullgraph(tmp_path: Path) -> None:
     """vLLM compiles the model's forward with ``torch.compile(fullgraph=True)``: a wrap on a method the
     forward reaches (a layer's ``forward_native`` bound at init, as vLLM's CustomOp does; a quantization
-    method's ``apply`` on a plain object) must be traceable by dynamo, or vLLM stops at its first compile.
-    dynamo cannot trace ``types.MethodType(...)``, which is how the wrapper used to bind the original.
+    method's ``apply`` on a plain object; a class method) must be traced into the graph. dynamo cannot
+    trace ``types.MethodType(...)``, which is how the wrapper used to bind the original (vLLM stopped
+    at its first compile), and it saw through the wrapt proxy a class method's wrap used to be,
+    compiling the original (the patch silently not in effect).
     In a fresh interpreter: dynamo reads every device torch knows, and other tests leave the simulated
     NPU's device name registered in theirs."""
     pytest.importorskip("torch")
@@ -429,6 +431,10 @@ def test_a_wrapped_method_inside_a_compiled_forward_traces_with_fullgraph(tmp_pa
             def apply(self, x):
                 return x + 1
 
+            @classmethod
+            def factor(cls, x):
+                return x * 2
+
         class Layer(torch.nn.Module):
             def __init__(self):
                 super().__init__()
@@ -436,7 +442,7 @@ def test_a_wrapped_method_inside_a_compiled_forward_traces_with_fullgraph(tmp_pa
                 self._forward_method = self.forward_native  # bound once, as vLLM's CustomOp does
 
             def forward_native(self, x):
-                return self.method.apply(x) * 2
+                return self.method.apply(x) * Method.factor(x)
 
             def forward(self, x):
                 return self._forward_method(x) - 1
@@ -452,6 +458,11 @@ def test_a_wrapped_method_inside_a_compiled_forward_traces_with_fullgraph(tmp_pa
         @patch.wrap("compiled_layers:Method.apply")
         def add_ten(wrapped, instance, args, kwargs):
             return wrapped(*args, **kwargs) + 10
+
+        @patch.wrap("compiled_layers:Method.factor")
+        def triple(wrapped, instance, args, kwargs):
+            assert instance is compiled_layers.Method
+            return wrapped(*args, **kwargs) * 3
 
         @patch.wrap("compiled_layers:Layer.forward_native")
         def negate(wrapped, instance, args, kwargs):
@@ -470,5 +481,5 @@ def test_a_wrapped_method_inside_a_compiled_forward_traces_with_fullgraph(tmp_pa
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["wrapped"] == [-25.0] * 3, "both wrappers ran inside the compiled graph"  # -((1+1+10)*2)-1
-    assert result["undone"] == [3.0] * 3
+    assert result["wrapped"] == [-73.0] * 3, "every wrapper ran inside the compiled graph"  # -((1+1+10)*(2*3))-1
+    assert result["undone"] == [3.0] * 3  # (1+1)*2-1

@@ -28,8 +28,11 @@ Why it still behaves as wrapt's did, for patch authors and for the processes it 
   the middle of a chain costs nothing per call. A third party's wrapt wrapper on top is spliced the
   way wrapt does it, through its ``__wrapped__``.
 
-Class methods and targets that are not Python functions (builtins, classes, callable objects) keep
-wrapt's ``FunctionWrapper``, pickled by reference as well (``PatchedCallable``).
+Targets that are not Python functions (builtins, classes, callable objects) keep wrapt's
+``FunctionWrapper``, pickled by reference as well (``PatchedCallable``). Class methods no longer do:
+torch.compile's tracer sees through a wrapt proxy to what it wraps and compiles the original, so a
+class method wrapped that way ran unpatched inside vLLM's compiled forward, with the patch reported
+applied.
 """
 
 from __future__ import annotations
@@ -59,10 +62,7 @@ def install_object(descriptor: Any, wrapper: Wrapper, target: str, *, in_class: 
     if isinstance(descriptor, staticmethod):
         return staticmethod(_module_function(descriptor.__func__, wrapper, target))
     if isinstance(descriptor, classmethod):
-        # cloudpickle ships a bound class method as (its function, its class) and looks the function up
-        # by qualified name, where a class method's name gives a bound method, never the function: the
-        # lookup fails and the function goes by value. wrapt's proxy pickles as getattr(class, name).
-        return PatchedCallable(descriptor, wrapper, target)
+        return classmethod(_class_method_function(descriptor.__func__, wrapper, target))
     if isinstance(descriptor, types.FunctionType):
         return (_method if in_class else _module_function)(descriptor, wrapper, target)
     return PatchedCallable(descriptor, wrapper, target)
@@ -75,13 +75,26 @@ def _module_function(original: Any, wrapper: Wrapper, target: str) -> Any:
 
 
 def _method(original: Any, wrapper: Wrapper, target: str) -> Any:
-    """A method (or a class method's function): the wrapper gets the method bound to the instance (or
-    class) and that instance, as wrapt gives it, whether called through an instance or the class."""
+    """A method: the wrapper gets the method bound to the instance and that instance, as wrapt gives
+    it, whether called through an instance or through the class (``Class.name(instance, ...)``)."""
     bind = _binder(original)
 
     def wrapped_call(self: Any, /, *args: Any, **kwargs: Any) -> Any:
         return wrapper(bind(self), self, args, kwargs)
     return _dressed(wrapped_call, original, wrapper, target)
+
+
+def _class_method_function(original: Any, wrapper: Wrapper, target: str) -> Any:
+    """A class method's function: the wrapper gets it bound to the class, and the class, as wrapt
+    gives them. Named ``Class.name.__func__`` in the target's module: cloudpickle ships a bound class
+    method as (its function, its class) and looks the function up by its qualified name, where
+    ``Class.name`` gives a bound method, never the function; ``Class.name.__func__`` gives it back,
+    so the function goes by reference (the receiver looks it up: ours where its overlay is on, vLLM's
+    where it is off), not by value with the patch's wrapper inside."""
+    function = _method(original, wrapper, target)
+    module, _, path = target.partition(":")
+    function.__module__, function.__qualname__ = module, f"{path}.__func__"
+    return function
 
 
 def _binder(original: Any) -> Any:
