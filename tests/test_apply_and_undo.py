@@ -414,18 +414,21 @@ def test_a_functools_wraps_copy_of_a_wrapped_method_ships_without_the_overlay(pk
     assert cloudpickle.loads(blob)(1) == 20
 
 
-def test_a_wrapped_method_inside_a_compiled_forward_traces_with_fullgraph(tmp_path: Path) -> None:
-    """vLLM compiles the model's forward with ``torch.compile(fullgraph=True)``: a wrap on a method the
+def test_wraps_inside_a_compiled_forward_are_traced_with_fullgraph(tmp_path: Path) -> None:
+    """vLLM compiles the model's forward with ``torch.compile(fullgraph=True)``: a wrap on anything the
     forward reaches (a layer's ``forward_native`` bound at init, as vLLM's CustomOp does; a quantization
-    method's ``apply`` on a plain object; a class method) must be traced into the graph. dynamo cannot
-    trace ``types.MethodType(...)``, which is how the wrapper used to bind the original (vLLM stopped
-    at its first compile), and it saw through the wrapt proxy a class method's wrap used to be,
-    compiling the original (the patch silently not in effect).
-    In a fresh interpreter: dynamo reads every device torch knows, and other tests leave the simulated
-    NPU's device name registered in theirs."""
+    method's ``apply`` on a plain object; a class method, a static method, a module function) must be
+    traced into the graph with its wrapper. dynamo cannot trace ``types.MethodType(...)``, which is how
+    the wrapper used to bind a method's original (vLLM stopped at its first compile), and it saw through
+    the wrapt proxy a class method's wrap used to be, compiling the original (the patch silently not in
+    effect). In a fresh interpreter: dynamo reads every device torch knows, and other tests leave the
+    simulated NPU's device name registered in theirs."""
     pytest.importorskip("torch")
     (tmp_path / "compiled_layers.py").write_text(textwrap.dedent('''
         import torch
+
+        def bias(x):
+            return x - 1
 
         class Method:
             def apply(self, x):
@@ -434,6 +437,10 @@ def test_a_wrapped_method_inside_a_compiled_forward_traces_with_fullgraph(tmp_pa
             @classmethod
             def factor(cls, x):
                 return x * 2
+
+            @staticmethod
+            def shift(x):
+                return x
 
         class Layer(torch.nn.Module):
             def __init__(self):
@@ -445,7 +452,7 @@ def test_a_wrapped_method_inside_a_compiled_forward_traces_with_fullgraph(tmp_pa
                 return self.method.apply(x) * Method.factor(x)
 
             def forward(self, x):
-                return self._forward_method(x) - 1
+                return bias(Method.shift(self._forward_method(x)))
     '''))
     (tmp_path / "compile_through_wraps.py").write_text(textwrap.dedent('''
         import json, torch
@@ -464,6 +471,14 @@ def test_a_wrapped_method_inside_a_compiled_forward_traces_with_fullgraph(tmp_pa
             assert instance is compiled_layers.Method
             return wrapped(*args, **kwargs) * 3
 
+        @patch.wrap("compiled_layers:Method.shift")
+        def halve(wrapped, instance, args, kwargs):
+            return wrapped(*args, **kwargs) / 2
+
+        @patch.wrap("compiled_layers:bias")
+        def double(wrapped, instance, args, kwargs):
+            return wrapped(*args, **kwargs) * 2
+
         @patch.wrap("compiled_layers:Layer.forward_native")
         def negate(wrapped, instance, args, kwargs):
             return -wrapped(*args, **kwargs)
@@ -481,5 +496,6 @@ def test_a_wrapped_method_inside_a_compiled_forward_traces_with_fullgraph(tmp_pa
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["wrapped"] == [-73.0] * 3, "every wrapper ran inside the compiled graph"  # -((1+1+10)*(2*3))-1
-    assert result["undone"] == [3.0] * 3  # (1+1)*2-1
+    # bias(shift(forward_native)): ((-((1+1+10)*(2*3)))/2 - 1)*2 wrapped; (1+1)*2 - 1 undone
+    assert result["wrapped"] == [-74.0] * 3, "every wrapper ran inside the compiled graph"
+    assert result["undone"] == [3.0] * 3
